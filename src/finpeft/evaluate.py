@@ -1,0 +1,144 @@
+"""Metrics and the evaluation report (metrics.json, report.md, confusion matrix, misclassified rows)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins (Guo et al., 2017)."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_bin = (conf > lo) & (conf <= hi)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
+    return float(ece)
+
+
+def classification_metrics(y: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict:
+    pred = probs.argmax(1)
+    ids = list(range(len(labels)))
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=ids, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, labels=ids, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y, pred, labels=ids, average="weighted", zero_division=0)),
+        "ece": expected_calibration_error(probs, y),
+        "per_class": {l: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                      for i, l in enumerate(labels)},
+        "confusion_matrix": confusion_matrix(y, pred, labels=ids).tolist(),
+        "n": int(len(y)),
+    }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def plot_confusion(cm: list[list[int]], labels: list[str], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(labels), 1.2 + 1.1 * len(labels)))
+    ConfusionMatrixDisplay(np.array(cm), display_labels=labels).plot(ax=ax, colorbar=False, cmap="Blues")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_evaluation(out: Path, texts: list[str], y: np.ndarray, probs: np.ndarray, labels: list[str],
+                     context: dict) -> dict:
+    """Write metrics.json, report.md, confusion_matrix.png, misclassified.csv into `out`; return the metrics."""
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = classification_metrics(y, probs, labels)
+    record = {**context, **metrics}
+    (out / "metrics.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    title = f"{context.get('dataset')} {context.get('split')} — {context.get('method')} / {context.get('backbone')}"
+    plot_confusion(metrics["confusion_matrix"], labels, out / "confusion_matrix.png", title)
+    pred = probs.argmax(1)
+    wrong = np.flatnonzero(pred != y)
+    pd.DataFrame({"text": [texts[i] for i in wrong], "label": [labels[y[i]] for i in wrong],
+                  "predicted": [labels[pred[i]] for i in wrong],
+                  "confidence": probs[wrong, pred[wrong]].round(4)}).sort_values(
+        "confidence", ascending=False).to_csv(out / "misclassified.csv", index=False)
+    (out / "report.md").write_text(render_report(record, labels), encoding="utf-8")
+    return record
+
+
+def render_report(r: dict, labels: list[str]) -> str:
+    lines = [f"# finpeft evaluation: {r.get('dataset')} ({r.get('split')} split)", "",
+             "| field | value |", "|---|---|"]
+    for key in ("dataset", "split", "method", "backbone", "seed", "command", "train_seconds",
+                "train_samples_per_second", "trainable_params", "total_params", "data_source", "date"):
+        if r.get(key) is not None:
+            lines.append(f"| {key} | {r[key]} |")
+    lines += ["", f"**accuracy {r['accuracy']:.4f} · macro-F1 {r['macro_f1']:.4f} · weighted-F1 "
+              f"{r['weighted_f1']:.4f} · ECE {r['ece']:.4f}** on {r['n']} examples", "",
+              "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for l in labels:
+        c = r["per_class"][l]
+        lines.append(f"| {l} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |")
+    lines += ["", "Confusion matrix (rows = true, columns = predicted):", "",
+              "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for l, row in zip(labels, r["confusion_matrix"]):
+        lines.append(f"| **{l}** | " + " | ".join(map(str, row)) + " |")
+    lines += ["", "![confusion matrix](confusion_matrix.png)", "",
+              "Misclassified examples, most confident first: `misclassified.csv`."]
+    for note in r.get("notes", []):
+        lines.append(f"- note: {note}")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_run(run_dir: str | Path, dataset: str, split: str | None = None, text_column: str = "text",
+                 label_column: str = "label", label_map: dict[str, str] | None = None) -> tuple[Path, dict]:
+    """Score a saved run on any labelled dataset (cross-dataset evaluation); writes RUN_DIR/eval/<name>-<split>/.
+
+    split: "test" (default for catalog ids and split folders) or "all" (default for a single user file)."""
+    import os
+    import shutil
+
+    from .data.load import load_raw, _normalise
+    from .errors import FinpeftError
+    from .predict import Predictor
+    from .recipe import DataConfig
+    from .data import load_dataset_splits
+
+    predictor = Predictor(run_dir)
+    raw = load_raw(dataset, text_column, label_column)
+    if split is None:
+        split = "all" if set(raw.frames) == {"all"} and Path(dataset).exists() else "test"
+    if split == "all":
+        frames = _normalise(raw, label_map or {})
+        df = pd.concat(frames.values(), ignore_index=True)
+    else:
+        cfg = DataConfig(dataset=dataset, text_column=text_column, label_column=label_column,
+                         label_map=label_map or {}, labels=None)
+        df = getattr(load_dataset_splits(cfg), split)
+    df = df[df["text"].str.strip() != ""]
+    unknown = sorted(set(df["label"]) - set(predictor.labels))
+    if unknown:
+        raise FinpeftError(f"{raw.name}: label(s) {', '.join(unknown)} are not among the model's labels "
+                           f"({', '.join(predictor.labels)}); map them with --label-map")
+    probs = predictor.predict_proba(df["text"].tolist())
+    y = np.array([predictor.labels.index(l) for l in df["label"]])
+    out = Path(run_dir) / "eval" / f"{raw.name}-{split}"
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    context = {"dataset": raw.name, "split": split, "method": predictor.info["method"],
+               "backbone": predictor.info["backbone"], "data_source": raw.source}
+    metrics = write_evaluation(tmp, df["text"].tolist(), y, probs, predictor.labels, context)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out, metrics

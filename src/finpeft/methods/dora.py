@@ -1,0 +1,15 @@
+"""DoRA (weight-decomposed LoRA) via peft: LoRA with use_dora=True."""
+from pydantic import Field
+
+from . import lora
+
+ARTIFACT = "peft"
+check = lora.check
+
+
+class Options(lora.Options):
+    use_dora: bool = Field(True, frozen=True)
+
+
+def build(model_path, labels, opts, model_cfg):
+    return lora.build(model_path, labels, opts, model_cfg)

@@ -1,0 +1,12 @@
+"""Full fine-tuning: every parameter trains."""
+from .common import NoOptions as Options, load_classifier
+
+ARTIFACT = "hf"
+
+
+def check(opts) -> None:
+    pass
+
+
+def build(model_path, labels, opts, model_cfg):
+    return load_classifier(model_path, labels, model_cfg)

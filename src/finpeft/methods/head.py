@@ -1,0 +1,23 @@
+"""Frozen encoder, train the classification head only (and the pooler, which BERT-style heads sit on)."""
+from pydantic import BaseModel, ConfigDict
+
+from .common import load_classifier
+
+ARTIFACT = "hf"
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    train_pooler: bool = True
+
+
+def check(opts) -> None:
+    pass
+
+
+def build(model_path, labels, opts, model_cfg):
+    model = load_classifier(model_path, labels, model_cfg)
+    encoder = getattr(model, model.base_model_prefix)
+    for name, p in encoder.named_parameters():
+        p.requires_grad = opts.train_pooler and name.startswith("pooler.")
+    return model

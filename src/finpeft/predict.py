@@ -1,0 +1,143 @@
+"""Load a saved run and score text: `finpeft.load(run_dir).predict([...])`, or whole files, streamed."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from .errors import FinpeftError
+
+
+class Predictor:
+    """sklearn-like wrapper over a run's model: predict / predict_proba."""
+
+    def __init__(self, run_dir: str | Path, batch_size: int = 64):
+        import torch
+        self.run_dir = Path(run_dir)
+        info_path = self.run_dir / "run.json"
+        if not info_path.is_file():
+            raise FinpeftError(f"{self.run_dir}: not a finpeft run dir (no run.json)")
+        self.info = json.loads(info_path.read_text(encoding="utf-8"))
+        self.labels: list[str] = self.info["labels"]
+        self.max_length = self.info["max_length"]
+        self.batch_size = batch_size
+        self.tokenizer, self.model = _load_model(self.run_dir / "model", self.info)
+        self.model.eval()
+        self._torch = torch
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """(n, n_labels) class probabilities; batches sorted by length to avoid padding."""
+        torch = self._torch
+        texts = [str(t) for t in texts]
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                idx = order[i:i + self.batch_size]
+                enc = self.tokenizer([texts[j] for j in idx], truncation=True, max_length=self.max_length,
+                                     padding=True, return_tensors="pt").to(self.model.device)
+                logits = self.model(**enc).logits.float()
+                out[idx] = torch.softmax(logits, -1).cpu().numpy()
+        return out
+
+    def score(self, probs: np.ndarray) -> np.ndarray:
+        """P(positive) - P(negative); 0 where the label set has neither."""
+        col = {l: i for i, l in enumerate(self.labels)}
+        pos = probs[:, col["positive"]] if "positive" in col else 0.0
+        neg = probs[:, col["negative"]] if "negative" in col else 0.0
+        return np.asarray(pos - neg, dtype=np.float32) * np.ones(len(probs), dtype=np.float32)
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        probs = self.predict_proba(texts)
+        scores = self.score(probs)
+        return [{"label": self.labels[int(p.argmax())],
+                 "probabilities": {l: round(float(v), 6) for l, v in zip(self.labels, p)},
+                 "score": round(float(s), 6)} for p, s in zip(probs, scores)]
+
+    def predict_file(self, src: str | Path, dst: str | Path, text_column: str = "text",
+                     chunk_size: int = 2048, progress: bool = True) -> int:
+        """Score a CSV/TSV/JSONL/Parquet file chunk by chunk (bounded memory) into a CSV/JSONL file, written
+        to a temp name and renamed at the end. Returns the number of rows scored."""
+        src, dst = Path(src), Path(dst)
+        if dst.suffix.lower() not in (".csv", ".jsonl"):
+            raise FinpeftError(f"{dst}: output must be .csv or .jsonl")
+        tmp = dst.with_name(f".{dst.name}.partial")
+        n = 0
+        bar = _progress(progress)
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                for chunk in iter_chunks(src, chunk_size):
+                    if text_column not in chunk.columns:
+                        raise FinpeftError(f"{src}: no column {text_column!r} (found {', '.join(chunk.columns)}); "
+                                           "set --text-column")
+                    probs = self.predict_proba(chunk[text_column].fillna("").astype(str).tolist())
+                    chunk = chunk.assign(label=[self.labels[i] for i in probs.argmax(1)],
+                                         **{f"p_{l}": probs[:, i].round(6) for i, l in enumerate(self.labels)},
+                                         score=self.score(probs).round(6))
+                    if dst.suffix.lower() == ".csv":
+                        chunk.to_csv(f, index=False, header=n == 0)
+                    else:
+                        chunk.to_json(f, orient="records", lines=True, force_ascii=False)
+                    n += len(chunk)
+                    bar(len(chunk))
+            os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return n
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return lambda k: None
+    from tqdm.auto import tqdm
+    bar = tqdm(unit=" rows", desc="scoring")
+    return bar.update
+
+
+def iter_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+    from .data.load import READERS, read_table
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise FinpeftError(f"{path}: file not found")
+    if suffix not in READERS:
+        raise FinpeftError(f"{path}: unsupported file type {suffix}; use .csv, .tsv, .jsonl or .parquet")
+    if path.stat().st_size == 0:
+        raise FinpeftError(f"{path}: file is empty")
+    try:
+        if suffix in (".csv", ".tsv"):
+            yield from pd.read_csv(path, sep=READERS[suffix], dtype=str, keep_default_na=False, chunksize=chunk_size)
+        elif suffix == ".jsonl":
+            yield from pd.read_json(path, lines=True, chunksize=chunk_size)
+        elif suffix == ".parquet":
+            import pyarrow.parquet as pq
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
+                yield batch.to_pandas()
+        else:
+            yield read_table(path)
+    except UnicodeDecodeError:
+        raise FinpeftError(f"{path}: not valid UTF-8; re-save it as UTF-8") from None
+    except (ValueError, pd.errors.ParserError) as e:
+        raise FinpeftError(f"{path}: cannot be read: {str(e).splitlines()[0]}") from None
+
+
+def _load_model(model_dir: Path, info: dict):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    trc = info.get("trust_remote_code", False)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trc)
+    if info["artifact"] == "hf":
+        return tokenizer, AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trc)
+    from peft import PeftModel
+    from .backbones import resolve_backbone
+    base_path = resolve_backbone(info["backbone"])
+    labels = info["labels"]
+    base = AutoModelForSequenceClassification.from_pretrained(
+        base_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)}, trust_remote_code=trc)
+    return tokenizer, PeftModel.from_pretrained(base, model_dir)

@@ -1,0 +1,147 @@
+"""Recipes: a YAML file plus `key=value` overrides, validated by pydantic.
+
+A recipe is the whole description of a run; the resolved recipe is saved in the run dir so a run can be
+repeated exactly.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import FinpeftError
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    dataset: str = "fpb"  # catalog id, a file, or a directory holding train/valid/test files
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: list[str] | None = None  # fixes the label set and its order; other labels are an error
+    label_map: dict[str, str] = Field(default_factory=dict)  # raw label -> label, e.g. {"0": negative}
+    encoding: str = "utf-8"
+    drop_empty: bool = False  # drop empty/NaN texts instead of failing
+    valid_size: float = Field(0.1, gt=0, lt=0.5)
+    test_size: float = Field(0.2, gt=0, lt=0.5)
+    split_seed: int = 42  # fixed apart from the training seed, so every seed sees the same test set
+    max_train_samples: int | None = Field(None, ge=1)  # stratified subsample, for quick runs and tests
+    max_eval_samples: int | None = Field(None, ge=1)
+
+
+class ModelConfig(_Strict):
+    backbone: str = "minilm-l6"
+    max_length: int = Field(128, ge=8, le=8192)
+    trust_remote_code: bool = False  # never implicit
+
+
+class MethodConfig(BaseModel):
+    # Options beyond `name` belong to the method and are validated by its own config class.
+    model_config = ConfigDict(extra="allow")
+    name: str = "full"
+
+
+class TrainConfig(_Strict):
+    epochs: float = Field(5, gt=0)
+    max_steps: int = -1
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(128, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    scheduler: str = "linear"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    max_grad_norm: float = 1.0
+    early_stopping_patience: int | None = Field(2, ge=1)
+    group_by_length: bool = True
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    num_threads: int | None = Field(None, ge=1)  # default: the cores of this machine (split across processes)
+    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
+    logging_steps: int = Field(25, ge=1)
+    progress_bar: bool = True
+
+
+class Recipe(_Strict):
+    name: str | None = None
+    seed: int = 42
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    results_csv: str | None = None  # default: results.csv beside the run dir
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# `method=lora` is the common case; it means method.name=lora.
+_SHORTHANDS = {"method": "method.name", "backbone": "model.backbone", "dataset": "data.dataset",
+               "data": "data.dataset", "epochs": "train.epochs", "lr": "train.lr"}
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise FinpeftError(f"override {item!r} is not key=value (e.g. train.epochs=3)")
+    key, raw = item.split("=", 1)
+    key = _SHORTHANDS.get(key.strip(), key.strip())
+    if not key:
+        raise FinpeftError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(tree: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise FinpeftError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return tree
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe, apply overrides, validate. No path: the defaults (MiniLM + FPB + full = recipes/fpb.yaml)."""
+    tree: Any = {}
+    src = Path(path) if path else None
+    if src is not None:
+        if not src.is_file():
+            raise FinpeftError(f"recipe {src} not found")
+        try:
+            tree = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise FinpeftError(f"recipe {src} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(tree, dict):
+        raise FinpeftError(f"recipe {src} must be a mapping of sections (data, model, method, train)")
+    if isinstance(tree.get("method"), str):
+        tree["method"] = {"name": tree["method"]}
+    tree = apply_overrides(tree, overrides or [])
+    return validate_recipe(tree, str(src) if src else "recipe")
+
+
+def validate_recipe(tree: dict, where: str = "recipe") -> Recipe:
+    try:
+        return Recipe.model_validate(tree)
+    except ValidationError as e:
+        raise FinpeftError(f"{where}: {format_validation_error(e)}") from None
+
+
+def format_validation_error(e: ValidationError) -> str:
+    problems = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown key {loc!r}")
+        else:
+            problems.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(problems)

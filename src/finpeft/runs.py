@@ -1,0 +1,67 @@
+"""Run directories written atomically: work happens in a hidden `.NAME.partial` folder that is renamed to
+NAME only when everything is written, so a failed or interrupted run never leaves a half-written NAME
+(and `--resume` finds its checkpoints in the partial folder)."""
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import FinpeftError
+
+RESULT_FIELDS = ["date", "run_dir", "dataset", "split", "method", "backbone", "seed", "accuracy", "macro_f1",
+                 "weighted_f1", "ece", "train_seconds", "train_samples_per_second", "trainable_params"]
+
+
+def partial_dir(output: Path) -> Path:
+    return output.parent / f".{output.name}.partial"
+
+
+def default_output(root: Path, stem: str) -> Path:
+    """runs/STEM, or runs/STEM-2, -3 ... when taken (deterministic, so every DDP rank picks the same)."""
+    out, n = root / stem, 1
+    while out.exists():
+        n += 1
+        out = root / f"{stem}-{n}"
+    return out
+
+
+def prepare(output: Path, overwrite: bool, resume: bool) -> Path:
+    """Check the target and return the partial dir to work in."""
+    if output.exists() and not overwrite:
+        raise FinpeftError(f"{output} already exists; pass --overwrite or another --output")
+    work = partial_dir(output)
+    if resume and not (work / "checkpoints").is_dir():
+        raise FinpeftError(f"nothing to resume: {work}/checkpoints not found")
+    return work
+
+
+def finish(work: Path, output: Path) -> None:
+    if output.exists():
+        shutil.rmtree(output)
+    os.replace(work, output)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def append_result(csv_path: Path, row: dict) -> None:
+    """Append one row under an exclusive lock, rewriting via temp file + rename (never a torn file)."""
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path.with_name(f".{csv_path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = csv_path.read_text(encoding="utf-8") if csv_path.exists() else ""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=RESULT_FIELDS, extrasaction="ignore")
+        if not old:
+            writer.writeheader()
+        writer.writerow(row)
+        write_atomic(csv_path, old + buf.getvalue())

@@ -1,0 +1,169 @@
+"""Training: recipe -> checked data -> backbone + method -> transformers Trainer -> report -> run dir."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .backbones import load_config, resolve_backbone
+from .data import load_dataset_splits
+from .data.doctor import leakage_between
+from .errors import FinpeftError
+from .methods import get_method, method_options
+from .methods.common import count_parameters
+from .recipe import Recipe
+from .runs import append_result, default_output, finish, prepare, write_atomic
+
+log = logging.getLogger("finpeft")
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) as set by torchrun / accelerate launch."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _say(msg: str) -> None:
+    if _world()[0] == 0:
+        print(f"[finpeft] {msg}", file=sys.stderr, flush=True)
+
+
+def _set_threads(requested: int | None) -> int:
+    import torch
+    n = requested or max(1, (os.cpu_count() or 1) // _world()[1])
+    torch.set_num_threads(n)
+    return n
+
+
+def _precision(choice: str) -> dict:
+    import torch
+    if choice == "fp32" or (choice == "auto" and not torch.cuda.is_available()):
+        return {}
+    if choice in ("bf16", "auto") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return {"bf16": True}
+    if choice in ("fp16", "auto") and torch.cuda.is_available():
+        return {"fp16": True}
+    raise FinpeftError(f"train.precision={choice} needs a CUDA GPU that supports it; use precision=fp32 on CPU")
+
+
+def tokenize_frame(df, tokenizer, label_ids: dict[str, int], max_length: int):
+    from datasets import Dataset
+    enc = tokenizer(df["text"].tolist(), truncation=True, max_length=max_length)
+    cols = {k: enc[k] for k in enc.keys()}
+    cols["labels"] = [label_ids[l] for l in df["label"]]
+    cols["length"] = [len(ids) for ids in enc["input_ids"]]
+    return Dataset.from_dict(cols)
+
+
+def _eval_metrics(pred) -> dict:
+    from sklearn.metrics import accuracy_score, f1_score
+    y_pred = np.asarray(pred.predictions).argmax(-1)
+    return {"accuracy": accuracy_score(pred.label_ids, y_pred),
+            "macro_f1": f1_score(pred.label_ids, y_pred, average="macro")}
+
+
+def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = False, resume: bool = False,
+          command: str | None = None) -> Path:
+    """Train per the recipe; returns the finished run dir (holding model/, metrics.json, report.md, ...)."""
+    # 1. Everything that can be rejected without a model: method, options, data.
+    method = get_method(recipe.method.name)
+    opts = method_options(method, recipe.method)
+    method.check(opts)
+    precision = _precision(recipe.train.precision)
+    data = load_dataset_splits(recipe.data)
+    for pair, n in leakage_between({"train": data.train, "valid": data.valid, "test": data.test}).items():
+        _say(f"warning: leakage {pair}: {n} normalised text(s) shared (run `finpeft data check {data.name}`)")
+    for note in data.notes:
+        _say(note)
+
+    stem = recipe.name or f"{data.name}-{recipe.method.name}-{Path(recipe.model.backbone).name}"
+    out = Path(output) if output else default_output(Path("runs"), f"{stem}-s{recipe.seed}")
+    work = prepare(out, overwrite, resume)
+    model_path = resolve_backbone(recipe.model.backbone)
+    load_config(model_path, recipe.model.trust_remote_code)  # unknown backbone -> clear error, before work starts
+
+    # 2. Model and data tensors.
+    import torch
+    from transformers import (AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, Trainer,
+                              TrainingArguments, set_seed)
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    threads = _set_threads(recipe.train.num_threads)
+    set_seed(recipe.seed)
+    rank, world = _world()
+    _say(f"{data.name}: train/valid/test = {data.sizes()} | method {recipe.method.name} | backbone "
+         f"{recipe.model.backbone} | {threads} threads x {world} process(es) | working in {work}")
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=recipe.model.trust_remote_code)
+    model = method.build(model_path, data.labels, opts, recipe.model)
+    trainable, total = count_parameters(model)
+    _say(f"trainable parameters {trainable:,} of {total:,} ({trainable / total:.2%})")
+    label_ids = {l: i for i, l in enumerate(data.labels)}
+    ds = {s: tokenize_frame(getattr(data, s), tokenizer, label_ids, recipe.model.max_length)
+          for s in ("train", "valid", "test")}
+
+    # 3. Trainer.
+    t = recipe.train
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(work / "logs"))
+    args = TrainingArguments(
+        output_dir=str(work / "checkpoints"), num_train_epochs=t.epochs, max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr, weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio, lr_scheduler_type=t.scheduler, label_smoothing_factor=t.label_smoothing,
+        max_grad_norm=t.max_grad_norm, eval_strategy="epoch", save_strategy="epoch", save_total_limit=1,
+        load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        logging_steps=t.logging_steps, report_to=t.report_to, seed=recipe.seed, disable_tqdm=not t.progress_bar,
+        dataloader_pin_memory=torch.cuda.is_available(), save_only_model=False,
+        ddp_backend=None if torch.cuda.is_available() or world == 1 else "gloo", **precision)
+    callbacks = [EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []
+    trainer = Trainer(model=model, args=args, train_dataset=ds["train"], eval_dataset=ds["valid"],
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_eval_metrics,
+                      callbacks=callbacks)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    train_seconds = time.perf_counter() - started
+    samples_seen = trainer.state.epoch * len(ds["train"])
+
+    # 4. Test evaluation (gathered across processes), then only rank 0 writes.
+    from .evaluate import softmax, write_evaluation
+    logits = trainer.predict(ds["test"]).predictions
+    if not trainer.is_world_process_zero():
+        return out
+    probs = softmax(np.asarray(logits, dtype=np.float64))
+    y = np.array([label_ids[l] for l in data.test["label"]])
+    context = {"dataset": data.name, "split": "test", "method": recipe.method.name,
+               "backbone": recipe.model.backbone, "seed": recipe.seed, "command": command,
+               "train_seconds": round(train_seconds, 2),
+               "train_samples_per_second": round(samples_seen / train_seconds, 2),
+               "epochs_run": round(trainer.state.epoch, 3), "best_valid_macro_f1": trainer.state.best_metric,
+               "trainable_params": trainable, "total_params": total, "data_source": data.source,
+               "sizes": data.sizes(), "processes": world, "notes": data.notes, "finpeft_version": __version__,
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    metrics = write_evaluation(work, data.test["text"].tolist(), y, probs, data.labels, context)
+
+    model_dir = work / "model"
+    trainer.model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    write_atomic(work / "recipe.yaml", recipe.to_yaml())
+    run_info = {"finpeft_version": __version__, "artifact": method.ARTIFACT, "method": recipe.method.name,
+                "backbone": recipe.model.backbone, "backbone_path": model_path, "labels": data.labels,
+                "max_length": recipe.model.max_length, "trust_remote_code": recipe.model.trust_remote_code}
+    write_atomic(work / "run.json", json.dumps(run_info, indent=2))
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    finish(work, out)
+
+    results = Path(recipe.results_csv) if recipe.results_csv else out.parent / "results.csv"
+    append_result(results, {**metrics, "run_dir": str(out)})
+    _say(f"test accuracy {metrics['accuracy']:.4f} | macro-F1 {metrics['macro_f1']:.4f} | weighted-F1 "
+         f"{metrics['weighted_f1']:.4f} | ECE {metrics['ece']:.4f} | train {train_seconds:.0f}s")
+    _say(f"run saved to {out} (report: {out / 'report.md'}; results row appended to {results})")
+    return out
