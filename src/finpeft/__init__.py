@@ -11,7 +11,7 @@ def load(run_dir):
 def train(recipe=None, overrides=None, output=None, **kwargs):
     """Train from a recipe path (or a Recipe) plus `key=value` overrides; returns the run dir."""
     from .recipe import Recipe, load_recipe
-    from .train import train as _train
+    from .training import train as _train
     r = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides or [])
     return _train(r, output=output, **kwargs)
 

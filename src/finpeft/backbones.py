@@ -44,6 +44,8 @@ def resolve_backbone(name: str) -> str:
         if not (path / "config.json").is_file():
             raise FinpeftError(f"backbone {name}: folder has no config.json (not a Hugging Face model dir)")
         return str(path)
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        raise FinpeftError(f"unknown backbone {name!r}: no such model dir (registered names: {', '.join(REGISTRY)})")
     if "/" in name or name.replace("-", "").replace("_", "").isalnum():
         return name  # a hub id; loading it fails with a clear error when the hub is unreachable
     raise FinpeftError(f"unknown backbone {name!r}: use one of {', '.join(REGISTRY)}, a local model dir or a hub id")

@@ -29,7 +29,7 @@ def train(
 ):
     """Train and evaluate; writes model, metrics.json, report.md and the resolved recipe to the run dir."""
     from .recipe import load_recipe
-    from .train import train as run_train
+    from .training import train as run_train
     items = list(overrides or [])
     if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
         items.insert(0, recipe)  # `finpeft train method=lora` with no recipe file

@@ -38,12 +38,6 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray, labels: list[str]) 
     }
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
 def plot_confusion(cm: list[list[int]], labels: list[str], path: Path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")

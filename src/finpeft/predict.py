@@ -30,19 +30,8 @@ class Predictor:
         self._torch = torch
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """(n, n_labels) class probabilities; batches sorted by length to avoid padding."""
-        torch = self._torch
-        texts = [str(t) for t in texts]
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        with torch.inference_mode():
-            for i in range(0, len(texts), self.batch_size):
-                idx = order[i:i + self.batch_size]
-                enc = self.tokenizer([texts[j] for j in idx], truncation=True, max_length=self.max_length,
-                                     padding=True, return_tensors="pt").to(self.model.device)
-                logits = self.model(**enc).logits.float()
-                out[idx] = torch.softmax(logits, -1).cpu().numpy()
-        return out
+        """(n, n_labels) class probabilities."""
+        return predict_proba(self.model, self.tokenizer, texts, self.max_length, self.batch_size)
 
     def score(self, probs: np.ndarray) -> np.ndarray:
         """P(positive) - P(negative); 0 where the label set has neither."""
@@ -88,6 +77,25 @@ class Predictor:
         finally:
             tmp.unlink(missing_ok=True)
         return n
+
+
+def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities in input order; batches are sorted by length so little is spent on padding."""
+    import torch
+    texts = [str(t) for t in texts]
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    n_labels = model.config.num_labels
+    out = np.zeros((len(texts), n_labels), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            idx = order[i:i + batch_size]
+            enc = tokenizer([texts[j] for j in idx], truncation=True, max_length=max_length, padding=True,
+                            return_tensors="pt").to(model.device)
+            out[idx] = torch.softmax(model(**enc).logits.float(), -1).cpu().numpy()
+    model.train(was_training)
+    return out
 
 
 def _progress(enabled: bool):

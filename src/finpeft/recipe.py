@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import FinpeftError
 
@@ -30,6 +30,11 @@ class DataConfig(_Strict):
     split_seed: int = 42  # fixed apart from the training seed, so every seed sees the same test set
     max_train_samples: int | None = Field(None, ge=1)  # stratified subsample, for quick runs and tests
     max_eval_samples: int | None = Field(None, ge=1)
+
+    @field_validator("label_map", mode="before")
+    @classmethod
+    def _keys_as_text(cls, v):  # YAML reads `{0: negative}` with int keys; files hold text
+        return {str(k): str(val) for k, val in v.items()} if isinstance(v, dict) else v
 
 
 class ModelConfig(_Strict):

@@ -47,6 +47,7 @@ class DataReport:
 def check(raw: RawData, label_map: dict[str, str] | None = None) -> DataReport:
     report = DataReport(raw.name, raw.source)
     norm_sets: dict[str, set[str]] = {}
+    norm_labels: dict[str, pd.Series] = {}
     for split, df in raw.frames.items():
         texts = df["text"].astype(str)
         empty = texts.str.strip() == ""
@@ -66,7 +67,9 @@ def check(raw: RawData, label_map: dict[str, str] | None = None) -> DataReport:
         if raw.labelled and "label" in df:
             labels = df["label"].map(lambda v: normalise_label(v, label_map or {}))
             stats["classes"] = {k: int(v) for k, v in labels[~empty].value_counts().sort_index().items()}
-            by_text = pd.DataFrame({"norm": norm, "label": labels[~empty]}).groupby("norm")["label"].nunique()
+            pairs = pd.DataFrame({"norm": norm, "label": labels[~empty]})
+            norm_labels[split] = pairs.groupby("norm")["label"].first()
+            by_text = pairs.groupby("norm")["label"].nunique()
             conflicts = int((by_text > 1).sum())
             if conflicts:
                 report.warnings.append(f"{split}: {conflicts} text(s) appear with conflicting labels")
@@ -89,6 +92,11 @@ def check(raw: RawData, label_map: dict[str, str] | None = None) -> DataReport:
             if shared:
                 report.leakage[f"{a}~{b}"] = shared
                 report.warnings.append(f"leakage: {shared} text(s) of {b} also occur in {a} (after normalising)")
+                if a in norm_labels and b in norm_labels:
+                    common = list(norm_sets[a] & norm_sets[b])
+                    differ = int((norm_labels[a][common] != norm_labels[b][common]).sum())
+                    if differ:
+                        report.warnings.append(f"{differ} text(s) shared by {a} and {b} have conflicting labels")
     return report
 
 

@@ -237,10 +237,17 @@ def load_dataset_splits(cfg) -> DatasetSplits:
             frames[split] = f[~empty]
             notes.append(f"dropped {int(empty.sum())} empty texts from {split}")
 
+    if "all" in frames and len(frames["all"]) < 10:
+        raise FinpeftError(f"{raw.name}: too small to split ({len(frames['all'])} rows; need at least 10)")
     labels = cfg.labels or raw.labels
     if labels is None:
         pool = frames.get("train", frames.get("all"))
-        labels = sorted(set(pool["label"]))
+        counts = pool["label"].value_counts()
+        rare = counts[counts < 2]
+        if len(rare):
+            raise FinpeftError(f"{raw.name}: unknown label(s) {', '.join(map(repr, rare.index[:5]))} occur only once "
+                               f"(a typo?); fix them, map them with data.label_map or fix the set with data.labels")
+        labels = sorted(counts.index)
     for split, f in frames.items():
         unknown = sorted(set(f["label"]) - set(labels))
         if unknown:
@@ -249,8 +256,6 @@ def load_dataset_splits(cfg) -> DatasetSplits:
 
     seed = cfg.split_seed
     if "all" in frames:
-        if len(frames["all"]) < 10:
-            raise FinpeftError(f"{raw.name}: too small to split ({len(frames['all'])} rows; need at least 10)")
         rest, test = _stratified(frames["all"], cfg.test_size, seed, "test", raw.name)
         train, valid = _stratified(rest, cfg.valid_size / (1 - cfg.test_size), seed, "valid", raw.name)
         notes.append(f"no split given: stratified {1 - cfg.test_size - cfg.valid_size:.0%}/{cfg.valid_size:.0%}/"

@@ -70,13 +70,14 @@ def _eval_metrics(pred) -> dict:
 
 
 def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = False, resume: bool = False,
-          command: str | None = None) -> Path:
+          command: str | None = None, callbacks: list | None = None) -> Path:
     """Train per the recipe; returns the finished run dir (holding model/, metrics.json, report.md, ...)."""
     # 1. Everything that can be rejected without a model: method, options, data.
     method = get_method(recipe.method.name)
     opts = method_options(method, recipe.method)
     method.check(opts)
     precision = _precision(recipe.train.precision)
+    model_path = resolve_backbone(recipe.model.backbone)  # a name check only; nothing is loaded yet
     data = load_dataset_splits(recipe.data)
     for pair, n in leakage_between({"train": data.train, "valid": data.valid, "test": data.test}).items():
         _say(f"warning: leakage {pair}: {n} normalised text(s) shared (run `finpeft data check {data.name}`)")
@@ -86,7 +87,6 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     stem = recipe.name or f"{data.name}-{recipe.method.name}-{Path(recipe.model.backbone).name}"
     out = Path(output) if output else default_output(Path("runs"), f"{stem}-s{recipe.seed}")
     work = prepare(out, overwrite, resume)
-    model_path = resolve_backbone(recipe.model.backbone)
     load_config(model_path, recipe.model.trust_remote_code)  # unknown backbone -> clear error, before work starts
 
     # 2. Model and data tensors.
@@ -122,9 +122,14 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         logging_steps=t.logging_steps, report_to=t.report_to, seed=recipe.seed, disable_tqdm=not t.progress_bar,
-        dataloader_pin_memory=torch.cuda.is_available(), save_only_model=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # Trainer multiplies the loss by the process count for models whose forward takes **kwargs, expecting
+        # a token-normalised LM loss; a classifier's mean loss would then train at world-size x the LR under DDP.
+        average_tokens_across_devices=False,
         ddp_backend=None if torch.cuda.is_available() or world == 1 else "gloo", **precision)
-    callbacks = [EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []
+    callbacks = list(callbacks or [])
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(t.early_stopping_patience))
     trainer = Trainer(model=model, args=args, train_dataset=ds["train"], eval_dataset=ds["valid"],
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_eval_metrics,
                       callbacks=callbacks)
@@ -133,12 +138,14 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     train_seconds = time.perf_counter() - started
     samples_seen = trainer.state.epoch * len(ds["train"])
 
-    # 4. Test evaluation (gathered across processes), then only rank 0 writes.
-    from .evaluate import softmax, write_evaluation
-    logits = trainer.predict(ds["test"]).predictions
+    # 4. Test evaluation and writing: rank 0 only, through the same scorer `finpeft.load().predict` uses
+    # (Trainer.predict would return rows in its length-grouped sampler's order, not the test set's).
+    from .evaluate import write_evaluation
+    from .predict import predict_proba
     if not trainer.is_world_process_zero():
         return out
-    probs = softmax(np.asarray(logits, dtype=np.float64))
+    probs = predict_proba(trainer.model, tokenizer, data.test["text"].tolist(), recipe.model.max_length,
+                          t.eval_batch_size)
     y = np.array([label_ids[l] for l in data.test["label"]])
     context = {"dataset": data.name, "split": "test", "method": recipe.method.name,
                "backbone": recipe.model.backbone, "seed": recipe.seed, "command": command,

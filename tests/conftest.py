@@ -1,0 +1,47 @@
+"""Shared fixtures: real data from ../shared/datasets (or $FINPEFT_DATA_DIR), the packaged MiniLM."""
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("FINPEFT_DATA_DIR", ROOT.parent / "shared" / "datasets")).resolve()
+os.environ["FINPEFT_DATA_DIR"] = str(DATA_DIR)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+if not (DATA_DIR / "financial_phrasebank").is_dir():
+    raise pytest.UsageError(f"tests need the shared datasets at {DATA_DIR} (set FINPEFT_DATA_DIR)")
+
+# Tiny but real: 96 FPB rows to train on, 48 to validate/test, one epoch.
+TINY = ["data.max_train_samples=96", "data.max_eval_samples=48", "train.epochs=1", "train.batch_size=16",
+        "train.progress_bar=false", "train.report_to=[]", "train.early_stopping_patience=null"]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA_DIR
+
+
+@pytest.fixture
+def fpb_rows(data_dir):
+    import pandas as pd
+    """FPB training rows, shuffled so any slice has every class."""
+    return pd.read_csv(data_dir / "financial_phrasebank/finlora_split/train.csv").sample(frac=1, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def full_run(tmp_path_factory):
+    """One tiny full fine-tune shared by the tests that inspect a finished run."""
+    from finpeft import train
+    out = tmp_path_factory.mktemp("runs") / "full"
+    # 192 rows of the all-agree FPB subset x 3 epochs: small enough for CI, clear enough to learn from.
+    return train(None, TINY + ["data=fpb-allagree", "data.max_train_samples=192", "train.epochs=3",
+                        "train.lr=3e-4"], output=out)
+
+
+@pytest.fixture(scope="session")
+def lora_run(tmp_path_factory):
+    from finpeft import train
+    out = tmp_path_factory.mktemp("runs") / "lora"
+    return train(None, TINY + ["method=lora", "train.lr=1e-3"], output=out)

@@ -1,0 +1,137 @@
+"""End-to-end runs on real FPB rows with the packaged MiniLM (tiny slices, one epoch)."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import finpeft
+from conftest import TINY
+from finpeft.errors import FinpeftError
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+def test_full_run_dir_contents(full_run):
+    for name in ("metrics.json", "report.md", "recipe.yaml", "run.json", "confusion_matrix.png",
+                 "misclassified.csv", "model/config.json", "model/model.safetensors", "model/tokenizer.json"):
+        assert (full_run / name).is_file(), name
+    assert not any(full_run.parent.glob(".*.partial"))
+    m = json.loads((full_run / "metrics.json").read_text())
+    assert m["dataset"] == "fpb-allagree" and m["split"] == "test" and m["seed"] == 42 and m["n"] == 48
+    assert 0 <= m["accuracy"] <= 1 and 0 <= m["ece"] <= 1
+    assert set(m["per_class"]) == set(LABELS)
+    assert sum(map(sum, m["confusion_matrix"])) == 48
+    assert m["trainable_params"] == m["total_params"] > 20_000_000
+    results = pd.read_csv(full_run.parent / "results.csv")
+    assert results.iloc[-1]["method"] == "full" and results.iloc[-1]["accuracy"] == pytest.approx(m["accuracy"])
+
+
+def test_full_run_learns_something(full_run):
+    """192 rows, 3 epochs: clearly above the majority class (macro-F1 0.25 on 3 classes)."""
+    m = json.loads((full_run / "metrics.json").read_text())
+    assert m["macro_f1"] > 0.45 and m["epochs_run"] == 3
+
+
+def test_predict_api_and_transformers_pipeline_agree(full_run):
+    from transformers import pipeline
+    p = finpeft.load(full_run)
+    texts = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.",
+             "The company swung to a net loss of EUR 2 mn.", "The annual meeting will be held in Helsinki."]
+    out = p.predict(texts)
+    assert [set(o) for o in out] == [{"label", "probabilities", "score"}] * 3
+    for o in out:
+        assert sum(o["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+        assert o["score"] == pytest.approx(o["probabilities"]["positive"] - o["probabilities"]["negative"], abs=1e-5)
+    pipe = pipeline("text-classification", model=str(full_run / "model"), device="cpu")
+    assert [r["label"] for r in pipe(texts)] == [o["label"] for o in out]
+
+
+def test_evaluate_cross_dataset(full_run):
+    from finpeft.evaluate import evaluate_run
+    out, m = evaluate_run(full_run, "fiqa-sa")
+    assert m["n"] == 235 and (out / "report.md").is_file() and m["dataset"] == "fiqa-sa"
+    with pytest.raises(FinpeftError, match="not among the model's labels"):
+        evaluate_run(full_run, "gold-headlines")
+
+
+def test_predict_file_streams_and_keeps_order(full_run, fpb_rows, tmp_path):
+    src = tmp_path / "in.csv"
+    rows = fpb_rows.iloc[:150][["text"]].assign(id=range(150))
+    rows.to_csv(src, index=False)
+    dst = tmp_path / "out.csv"
+    n = finpeft.load(full_run).predict_file(src, dst, chunk_size=64, progress=False)
+    out = pd.read_csv(dst)
+    assert n == 150 and out["id"].tolist() == list(range(150))
+    assert {"label", "p_negative", "p_neutral", "p_positive", "score"} <= set(out.columns)
+    direct = finpeft.load(full_run).predict_proba(rows.text.tolist()[:5])
+    assert np.allclose(out[["p_negative", "p_neutral", "p_positive"]].values[:5], direct, atol=1e-5)
+
+
+def test_lora_saves_adapter_with_head(lora_run):
+    """peft loads the adapter dir over the backbone and gives the same predictions as finpeft (the trained
+    classifier and pooler travel with the adapter, not a fresh random head)."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from finpeft.backbones import resolve_backbone
+    adapter = lora_run / "model"
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    assert "classifier" in cfg["modules_to_save"] and "pooler" in cfg["modules_to_save"]
+    base = AutoModelForSequenceClassification.from_pretrained(resolve_backbone("minilm-l6"), num_labels=3)
+    model = PeftModel.from_pretrained(base, adapter).eval()
+    tok = AutoTokenizer.from_pretrained(adapter)
+    texts = ["Net sales decreased by 12 %.", "Profit before taxes increased to EUR 5.0 mn."]
+    with torch.inference_mode():
+        probs = torch.softmax(model(**tok(texts, padding=True, return_tensors="pt")).logits, -1).numpy()
+    assert np.allclose(probs, finpeft.load(lora_run).predict_proba(texts), atol=1e-5)
+    m = json.loads((lora_run / "metrics.json").read_text())
+    assert m["trainable_params"] < 0.1 * m["total_params"]
+
+
+def test_head_method_freezes_encoder():
+    from finpeft.methods import get_method, method_options
+    from finpeft.backbones import resolve_backbone
+    from finpeft.recipe import load_recipe
+    r = load_recipe(None, ["method=head"])
+    method = get_method("head")
+    model = method.build(resolve_backbone("minilm-l6"), LABELS, method_options(method, r.method), r.model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.pooler.dense.bias"}
+
+
+def test_dora_builds_dora_layers():
+    from finpeft.methods import get_method, method_options
+    from finpeft.backbones import resolve_backbone
+    from finpeft.recipe import load_recipe
+    r = load_recipe(None, ["method=dora", "method.r=4"])
+    method = get_method("dora")
+    model = method.build(resolve_backbone("minilm-l6"), LABELS, method_options(method, r.method), r.model)
+    assert any("lora_magnitude_vector" in n for n, _ in model.named_parameters())
+
+
+def test_qlora_on_cpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(FinpeftError, match="needs a CUDA GPU"):
+        finpeft.train(None, ["method=qlora"])
+
+
+def test_interrupted_run_resumes_and_leaves_nothing_half_written(tmp_path):
+    from transformers import TrainerCallback
+
+    class StopAfterFirstSave(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            raise KeyboardInterrupt
+
+    out = tmp_path / "resumable"
+    overrides = [o for o in TINY if not o.startswith("train.epochs")] + ["train.epochs=2"]
+    with pytest.raises(KeyboardInterrupt):
+        finpeft.train(None, overrides, output=out, callbacks=[StopAfterFirstSave()])
+    assert not out.exists()
+    assert (tmp_path / ".resumable.partial" / "checkpoints").is_dir()
+    finpeft.train(None, overrides, output=out, resume=True)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["epochs_run"] == 2 and not (tmp_path / ".resumable.partial").exists()
+    assert not (out / "checkpoints").exists()
