@@ -112,7 +112,8 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     # 3. Trainer.
     t = recipe.train
     work.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(work / "logs"))
+    # transformers v5 takes the TensorBoard dir from this variable only; set per run (a process may train twice).
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "logs")
     args = TrainingArguments(
         output_dir=str(work / "checkpoints"), num_train_epochs=t.epochs, max_steps=t.max_steps,
         per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.eval_batch_size,

@@ -9,7 +9,11 @@ class NoOptions(BaseModel):
 
 
 def load_classifier(model_path: str, labels: list[str], model_cfg, **kwargs):
+    """The backbone with a fresh classification head, in fp32 master weights (a checkpoint stored in fp16/bf16
+    would otherwise load in that dtype and train badly; mixed precision is the Trainer's autocast job)."""
+    import torch
     from transformers import AutoModelForSequenceClassification
+    kwargs.setdefault("dtype", torch.float32)
     return AutoModelForSequenceClassification.from_pretrained(
         model_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={l: i for i, l in enumerate(labels)}, trust_remote_code=model_cfg.trust_remote_code, **kwargs)
