@@ -28,11 +28,14 @@ def build(model_path, labels, opts, model_cfg):
     from peft import prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
     compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # The head (classifier, BERT's pooler) stays unquantised: it is trained in full and saved with the adapter.
+    # (transformers matches these as regexes from the start of the module path: "bert.pooler.dense".)
+    skip = [rf"(?:.*\.)?{m}" for m in lora.HEAD_MODULES]
     if opts.bits == 4:
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", llm_int8_skip_modules=skip,
                                    bnb_4bit_use_double_quant=opts.double_quant, bnb_4bit_compute_dtype=compute)
     else:
-        quant = BitsAndBytesConfig(load_in_8bit=True)
+        quant = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
     model = load_classifier(model_path, labels, model_cfg, quantization_config=quant, device_map={"": 0})
     model = prepare_model_for_kbit_training(model)
     return lora.wrap(model, opts)
