@@ -2,7 +2,7 @@
 Hugging Face text-classification tutorial does it (tokenize with truncation, DataCollatorWithPadding,
 Trainer defaults). Used by bench/bench_train.py; runnable alone:
 
-    python bench/plain_trainer.py --epochs 5 --max-length 128 --seed 42
+    python bench/plain_trainer.py --epochs 3 --max-length 128 --seed 42
 """
 import argparse
 import json
@@ -23,7 +23,7 @@ LABELS = ["negative", "neutral", "positive"]
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--lr", type=float, default=2e-5)

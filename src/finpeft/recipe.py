@@ -50,12 +50,12 @@ class MethodConfig(BaseModel):
 
 
 class TrainConfig(_Strict):
-    epochs: float = Field(5, gt=0)
+    epochs: float = Field(3, gt=0)
     max_steps: int = -1
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(16, ge=1)
     eval_batch_size: int = Field(128, ge=1)
     grad_accum: int = Field(1, ge=1)
-    lr: float = Field(1e-4, gt=0)
+    lr: float = Field(5e-5, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     scheduler: str = "linear"

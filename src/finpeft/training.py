@@ -159,6 +159,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     metrics = write_evaluation(work, data.test["text"].tolist(), y, probs, data.labels, context)
 
     model_dir = work / "model"
+    hf_logging.disable_progress_bar()  # the Trainer turns tqdm back on; one "Writing model shards" bar is noise
     trainer.model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     write_atomic(work / "recipe.yaml", recipe.to_yaml())
