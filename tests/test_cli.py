@@ -34,6 +34,8 @@ def assert_clean_error(res, match):
     (["data", "check", "missing.csv"], "file not found"),
     (["evaluate", "."], "not a finpeft run dir"),
     (["predict", "."], "either --text"),
+    (["train", "train.scheduler=cosin"], "train.scheduler"),
+    (["train", "--resume"], "--resume needs --output"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, args, match):
     if args == ["train", "method=qlora"]:
@@ -86,6 +88,11 @@ def test_cli_predict_and_evaluate(full_run, tmp_path):
     assert (full_run / "eval" / "fpb-test" / "metrics.json").is_file()
     res = finpeft("predict", str(full_run), "--input", str(tmp_path / "none.csv"), "--output", str(tmp_path / "o.csv"))
     assert_clean_error(res, "file not found")
+    (tmp_path / "in.csv").write_text("text\nProfit up\n")
+    res = finpeft("predict", str(full_run), "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "no/o.csv"))
+    assert_clean_error(res, "does not exist")
+    res = finpeft("evaluate", str(full_run), "--data", "gold-headlines")
+    assert_clean_error(res, "--label-map")
 
 
 def test_train_under_accelerate_launch_two_processes(tmp_path):

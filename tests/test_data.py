@@ -17,7 +17,7 @@ def test_fpb_is_finlora_split_with_valid_carved_from_train():
     d = splits(dataset="fpb")
     assert d.labels == ["negative", "neutral", "positive"]
     assert len(d.train) + len(d.valid) == 3634 and len(d.test) == 1212
-    assert len(d.valid) == 364
+    assert 360 <= len(d.valid) <= 368  # 10%, duplicates kept together
     # stratified: class shares of valid within 2 points of train's
     share = lambda df: df.label.value_counts(normalize=True)
     assert (share(d.train) - share(d.valid)).abs().max() < 0.02
@@ -85,6 +85,25 @@ def test_integer_ids_need_a_map(tmp_path, tweets):
     d = splits(dataset=str(path), label_map={"0": "negative", "1": "positive", "2": "neutral"})
     assert (d.train.label == "positive").sum() + (d.valid.label == "positive").sum() + \
         (d.test.label == "positive").sum() == 20
+
+
+def test_binary_ids_are_not_guessed(tmp_path, fpb_rows):
+    rows = fpb_rows[fpb_rows.label != "neutral"].iloc[:60]
+    path = _write(tmp_path, "bin.csv", {"text": rows.text, "label": (rows.label == "positive").astype(int)})
+    with pytest.raises(FinpeftError, match="label_map"):
+        splits(dataset=str(path))
+    d = splits(dataset=str(path), label_map={"0": "Negative", "1": "Positive"})  # values normalised too
+    assert d.labels == ["negative", "positive"]
+    signed = _write(tmp_path, "signed.csv", {"text": rows.text, "label": (rows.label == "positive").astype(int) * 2 - 1})
+    assert splits(dataset=str(signed)).labels == ["negative", "positive"]
+
+
+def test_splits_we_make_keep_duplicates_together(data_dir):
+    """fpb-66agree has exact duplicate texts; our stratified split must not put a copy on each side."""
+    from finpeft.data.doctor import leakage_between
+    d = splits(dataset="fpb-66agree")
+    assert leakage_between({"train": d.train, "valid": d.valid, "test": d.test}) == {}
+    assert sum(d.sizes().values()) == 4217
 
 
 def test_split_folder(tmp_path, fpb_rows):

@@ -27,10 +27,21 @@ def test_overrides_and_shorthands():
     ("train.lr=-1", "train.lr"),
     ("train.precision=fp8", "train.precision"),
     ("novalue", "not key=value"),
+    ("train.scheduler=cosin", "train.scheduler"),
+    ("train.report_to=[tensorbord]", "train.report_to"),
+    ("data.encoding=utf9", "unknown text encoding"),
 ])
 def test_bad_recipe_is_one_clear_error(override, message):
     with pytest.raises(FinpeftError, match=message.replace(".", r"\.")):
         load_recipe(None, [override])
+
+
+def test_switching_method_drops_the_files_method_options():
+    from conftest import ROOT
+    r = load_recipe(ROOT / "recipes" / "fpb-lora.yaml", ["method=full"])
+    assert r.method.model_dump() == {"name": "full"}
+    r = load_recipe(ROOT / "recipes" / "fpb-lora.yaml", ["method=dora", "method.r=4"])
+    assert r.method.name == "dora" and r.method.r == 4
 
 
 def test_recipe_file_errors(tmp_path):

@@ -25,7 +25,7 @@ def test_full_run_dir_contents(full_run):
     assert sum(map(sum, m["confusion_matrix"])) == 48
     assert m["trainable_params"] == m["total_params"] > 20_000_000
     results = pd.read_csv(full_run.parent / "results.csv")
-    assert results.iloc[-1]["method"] == "full" and results.iloc[-1]["accuracy"] == pytest.approx(m["accuracy"])
+    assert results.iloc[0]["method"] == "full" and results.iloc[0]["accuracy"] == pytest.approx(m["accuracy"])
 
 
 def test_full_run_learns_something(full_run):
@@ -50,10 +50,24 @@ def test_predict_api_and_transformers_pipeline_agree(full_run):
 
 def test_evaluate_cross_dataset(full_run):
     from finpeft.evaluate import evaluate_run
-    out, m = evaluate_run(full_run, "fiqa-sa")
+    from finpeft.recipe import DataConfig
+    out, m = evaluate_run(full_run, DataConfig(dataset="fiqa-sa"))
     assert m["n"] == 235 and (out / "report.md").is_file() and m["dataset"] == "fiqa-sa"
     with pytest.raises(FinpeftError, match="not among the model's labels"):
-        evaluate_run(full_run, "gold-headlines")
+        evaluate_run(full_run, DataConfig(dataset="gold-headlines"))
+    _, m = evaluate_run(full_run, DataConfig(dataset="gold-headlines", label_map={"none": "neutral"}))
+    assert 2100 <= m["n"] <= 2125  # the 20% test split of 10,570 headlines
+
+
+def test_evaluate_own_data_reproduces_training_metrics(full_run):
+    """`finpeft evaluate RUN` re-derives the run's test split from its saved recipe: same rows, same scores."""
+    import yaml
+    from finpeft.evaluate import evaluate_run
+    from finpeft.recipe import validate_recipe
+    cfg = validate_recipe(yaml.safe_load((full_run / "recipe.yaml").read_text())).data
+    _, m = evaluate_run(full_run, cfg)
+    trained = json.loads((full_run / "metrics.json").read_text())
+    assert m["n"] == trained["n"] and m["confusion_matrix"] == trained["confusion_matrix"]
 
 
 def test_predict_file_streams_and_keeps_order(full_run, fpb_rows, tmp_path):
@@ -131,7 +145,9 @@ def test_interrupted_run_resumes_and_leaves_nothing_half_written(tmp_path):
         finpeft.train(None, overrides, output=out, callbacks=[StopAfterFirstSave()])
     assert not out.exists()
     assert (tmp_path / ".resumable.partial" / "checkpoints").is_dir()
-    finpeft.train(None, overrides, output=out, resume=True)
+    # resuming takes the interrupted run's recipe, whatever is passed now
+    finpeft.train(None, ["train.epochs=7"], output=out, resume=True)
     m = json.loads((out / "metrics.json").read_text())
     assert m["epochs_run"] == 2 and not (tmp_path / ".resumable.partial").exists()
+    assert 0 < m["train_samples_per_second"]
     assert not (out / "checkpoints").exists()

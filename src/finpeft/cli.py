@@ -37,8 +37,13 @@ def train(
     flags = {"data.dataset": data, "method.name": method, "model.backbone": backbone}
     items += [f"{k}={v}" for k, v in flags.items() if v is not None]
     r = load_recipe(recipe, items)
-    run_train(r, output=output, overwrite=overwrite, resume=resume,
-              command="finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    try:
+        run_train(r, output=output, overwrite=overwrite, resume=resume,
+                  command="finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    except KeyboardInterrupt:
+        hint = f" --output {output}" if output else " --output RUN_DIR"
+        print(f"finpeft: interrupted; continue with: finpeft train{hint} --resume", file=sys.stderr)
+        raise typer.Exit(130)
 
 
 @app.command()
@@ -48,20 +53,33 @@ def evaluate(
     split: Optional[str] = typer.Option(None, "--split", help="test or all (default: test; all for a single file)."),
     text_column: str = typer.Option("text", "--text-column"),
     label_column: str = typer.Option("label", "--label-column"),
+    label_map: Optional[str] = typer.Option(None, "--label-map", help="YAML map of raw -> model labels, e.g. '{0: negative}'."),
 ):
     """Score a saved model on a labelled dataset (cross-dataset evaluation)."""
     import yaml
     from .evaluate import evaluate_run
-    if not (run_dir / "run.json").is_file():
-        raise FinpeftError(f"{run_dir}: not a finpeft run dir (no run.json)")
-    label_map = {}
-    if data is None:
-        recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8"))
-        data, text_column = recipe["data"]["dataset"], recipe["data"]["text_column"]
-        label_column, label_map = recipe["data"]["label_column"], recipe["data"]["label_map"]
+    from .predict import read_run_info
+    from .recipe import validate_recipe
+    read_run_info(run_dir)
     if split not in (None, "test", "all"):
         raise FinpeftError(f"--split must be test or all, not {split!r}")
-    out, m = evaluate_run(run_dir, data, split, text_column, label_column, label_map)
+    if data is None:  # the run's own data, split exactly as in training
+        recipe_path = run_dir / "recipe.yaml"
+        if not recipe_path.is_file():
+            raise FinpeftError(f"{run_dir}: no recipe.yaml; pass --data")
+        cfg = validate_recipe(yaml.safe_load(recipe_path.read_text(encoding="utf-8")), str(recipe_path)).data
+        split = split or "test"
+    else:
+        try:
+            mapping = yaml.safe_load(label_map) if label_map else {}
+        except yaml.YAMLError:
+            mapping = None
+        if not isinstance(mapping, dict):
+            raise FinpeftError(f"--label-map must be a YAML mapping like '{{0: negative, 1: positive}}'")
+        cfg = validate_recipe({"data": {"dataset": data, "text_column": text_column, "label_column": label_column,
+                                        "label_map": mapping}}, "--data").data
+        split = split or ("all" if Path(data).is_file() else "test")
+    out, m = evaluate_run(run_dir, cfg, split)
     typer.echo(f"{m['dataset']} ({m['split']}, n={m['n']}): accuracy {m['accuracy']:.4f} | macro-F1 "
                f"{m['macro_f1']:.4f} | weighted-F1 {m['weighted_f1']:.4f} | ECE {m['ece']:.4f}")
     typer.echo(f"report: {out / 'report.md'}")
@@ -84,7 +102,9 @@ def predict(
         raise FinpeftError("--input needs --output")
     if input and not input.is_file():
         raise FinpeftError(f"{input}: file not found")
-    from .predict import Predictor
+    from .predict import Predictor, check_output_path
+    if output:
+        check_output_path(output)
     p = Predictor(run_dir)
     if text:
         for t, r in zip(text, p.predict(text)):

@@ -94,45 +94,46 @@ def render_report(r: dict, labels: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate_run(run_dir: str | Path, dataset: str, split: str | None = None, text_column: str = "text",
-                 label_column: str = "label", label_map: dict[str, str] | None = None) -> tuple[Path, dict]:
-    """Score a saved run on any labelled dataset (cross-dataset evaluation); writes RUN_DIR/eval/<name>-<split>/.
-
-    split: "test" (default for catalog ids and split folders) or "all" (default for a single user file)."""
+def evaluate_run(run_dir: str | Path, data_cfg, split: str = "test") -> tuple[Path, dict]:
+    """Score a saved run on a labelled dataset (its own, or another: cross-dataset evaluation) and write
+    RUN_DIR/eval/<dataset>-<split>/. data_cfg is a recipe.DataConfig; split "test" uses the same split rules
+    as training (so a run's own test split is the one it was scored on), "all" scores every row."""
+    import json
     import os
     import shutil
 
-    from .data.load import load_raw, _normalise
-    from .errors import FinpeftError
-    from .predict import Predictor
-    from .recipe import DataConfig
     from .data import load_dataset_splits
+    from .data.load import _normalise, load_raw
+    from .errors import FinpeftError
+    from .predict import Predictor, read_run_info
+    from .runs import append_result
 
-    predictor = Predictor(run_dir)
-    raw = load_raw(dataset, text_column, label_column)
-    if split is None:
-        split = "all" if set(raw.frames) == {"all"} and Path(dataset).exists() else "test"
+    info = read_run_info(run_dir)  # a bad run dir fails before any data or model work
     if split == "all":
-        frames = _normalise(raw, label_map or {})
-        df = pd.concat(frames.values(), ignore_index=True)
+        raw = load_raw(data_cfg.dataset, data_cfg.text_column, data_cfg.label_column, data_cfg.encoding)
+        if not raw.labelled:
+            raise FinpeftError(f"{raw.name} is unlabelled; evaluation needs labels")
+        df = pd.concat(_normalise(raw, data_cfg.label_map).values(), ignore_index=True)
+        name, source = raw.name, raw.source
     else:
-        cfg = DataConfig(dataset=dataset, text_column=text_column, label_column=label_column,
-                         label_map=label_map or {}, labels=None)
-        df = getattr(load_dataset_splits(cfg), split)
+        data = load_dataset_splits(data_cfg)
+        df, name, source = data.test, data.name, data.source
     df = df[df["text"].str.strip() != ""]
-    unknown = sorted(set(df["label"]) - set(predictor.labels))
+    unknown = sorted(set(df["label"]) - set(info["labels"]))
     if unknown:
-        raise FinpeftError(f"{raw.name}: label(s) {', '.join(unknown)} are not among the model's labels "
-                           f"({', '.join(predictor.labels)}); map them with --label-map")
+        raise FinpeftError(f"{name}: label(s) {', '.join(unknown)} are not among the model's labels "
+                           f"({', '.join(info['labels'])}); map them with --label-map, e.g. --label-map '{{none: neutral}}'")
+    predictor = Predictor(run_dir)
     probs = predictor.predict_proba(df["text"].tolist())
     y = np.array([predictor.labels.index(l) for l in df["label"]])
-    out = Path(run_dir) / "eval" / f"{raw.name}-{split}"
+    out = Path(run_dir) / "eval" / f"{name}-{split}"
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    context = {"dataset": raw.name, "split": split, "method": predictor.info["method"],
-               "backbone": predictor.info["backbone"], "data_source": raw.source}
+    context = {"dataset": name, "split": split, "method": info["method"], "backbone": info["backbone"],
+               "data_source": source}
     metrics = write_evaluation(tmp, df["text"].tolist(), y, probs, predictor.labels, context)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
+    append_result(Path(run_dir).parent / "results.csv", {**metrics, "run_dir": str(run_dir)})
     return out, metrics

@@ -12,20 +12,32 @@ import pandas as pd
 from .errors import FinpeftError
 
 
+def read_run_info(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "run.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        assert {"labels", "artifact", "method", "backbone", "max_length"} <= set(info)
+    except (OSError, ValueError, AssertionError):
+        raise FinpeftError(f"{run_dir}: not a finpeft run dir (no readable run.json)") from None
+    if not (Path(run_dir) / "model").is_dir():
+        raise FinpeftError(f"{run_dir}: the run dir has no model/ folder")
+    return info
+
+
 class Predictor:
     """sklearn-like wrapper over a run's model: predict / predict_proba."""
 
     def __init__(self, run_dir: str | Path, batch_size: int = 64):
         import torch
         self.run_dir = Path(run_dir)
-        info_path = self.run_dir / "run.json"
-        if not info_path.is_file():
-            raise FinpeftError(f"{self.run_dir}: not a finpeft run dir (no run.json)")
-        self.info = json.loads(info_path.read_text(encoding="utf-8"))
+        self.info = read_run_info(run_dir)
         self.labels: list[str] = self.info["labels"]
         self.max_length = self.info["max_length"]
         self.batch_size = batch_size
-        self.tokenizer, self.model = _load_model(self.run_dir / "model", self.info)
+        try:
+            self.tokenizer, self.model = _load_model(self.run_dir / "model", self.info)
+        except (OSError, ValueError, KeyError) as e:
+            raise FinpeftError(f"{run_dir}: the model could not be loaded: {str(e).splitlines()[0][:200]}") from None
         self.model.eval()
         self._torch = torch
 
@@ -52,8 +64,7 @@ class Predictor:
         """Score a CSV/TSV/JSONL/Parquet file chunk by chunk (bounded memory) into a CSV/JSONL file, written
         to a temp name and renamed at the end. Returns the number of rows scored."""
         src, dst = Path(src), Path(dst)
-        if dst.suffix.lower() not in (".csv", ".jsonl"):
-            raise FinpeftError(f"{dst}: output must be .csv or .jsonl")
+        check_output_path(dst)
         tmp = dst.with_name(f".{dst.name}.partial")
         n = 0
         bar = _progress(progress)
@@ -77,6 +88,13 @@ class Predictor:
         finally:
             tmp.unlink(missing_ok=True)
         return n
+
+
+def check_output_path(dst: Path) -> None:
+    if dst.suffix.lower() not in (".csv", ".jsonl"):
+        raise FinpeftError(f"{dst}: output must be .csv or .jsonl")
+    if not dst.parent.is_dir():
+        raise FinpeftError(f"{dst}: folder {dst.parent} does not exist")
 
 
 def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:

@@ -31,6 +31,16 @@ class DataConfig(_Strict):
     max_train_samples: int | None = Field(None, ge=1)  # stratified subsample, for quick runs and tests
     max_eval_samples: int | None = Field(None, ge=1)
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v):
+        import codecs
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {v!r} (e.g. utf-8, latin-1, cp1252)") from None
+        return v
+
     @field_validator("label_map", mode="before")
     @classmethod
     def _keys_as_text(cls, v):  # YAML reads `{0: negative}` with int keys; files hold text
@@ -58,14 +68,16 @@ class TrainConfig(_Strict):
     lr: float = Field(5e-5, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    scheduler: str = "linear"
+    scheduler: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                       "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay"] = "linear"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float = 1.0
     early_stopping_patience: int | None = Field(2, ge=1)
     group_by_length: bool = True
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     num_threads: int | None = Field(None, ge=1)  # default: the cores of this machine (split across processes)
-    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "clearml", "dvclive"]] = Field(
+        default_factory=lambda: ["tensorboard"])
     logging_steps: int = Field(25, ge=1)
     progress_bar: bool = True
 
@@ -130,7 +142,11 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
         raise FinpeftError(f"recipe {src} must be a mapping of sections (data, model, method, train)")
     if isinstance(tree.get("method"), str):
         tree["method"] = {"name": tree["method"]}
-    tree = apply_overrides(tree, overrides or [])
+    overrides = list(overrides or [])
+    new_method = [parse_override(o)[1] for o in overrides if parse_override(o)[0] == ["method", "name"]]
+    if new_method and new_method[-1] != tree.get("method", {}).get("name", "full"):
+        tree["method"] = {}  # the file's options belong to its method (e.g. lora's r); start clean
+    tree = apply_overrides(tree, overrides)
     return validate_recipe(tree, str(src) if src else "recipe")
 
 

@@ -30,20 +30,32 @@ def default_output(root: Path, stem: str) -> Path:
     return out
 
 
-def prepare(output: Path, overwrite: bool, resume: bool) -> Path:
-    """Check the target and return the partial dir to work in."""
+def last_checkpoint(output: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+    ckpts = partial_dir(output) / "checkpoints"
+    return get_last_checkpoint(str(ckpts)) if ckpts.is_dir() else None
+
+
+def prepare(output: Path, overwrite: bool, resume: bool, is_main: bool = True) -> Path:
+    """Check the target and return the partial dir to work in (cleared unless resuming)."""
     if output.exists() and not overwrite:
         raise FinpeftError(f"{output} already exists; pass --overwrite or another --output")
     work = partial_dir(output)
-    if resume and not (work / "checkpoints").is_dir():
-        raise FinpeftError(f"nothing to resume: {work}/checkpoints not found")
+    if resume and last_checkpoint(output) is None:
+        raise FinpeftError(f"nothing to resume: no checkpoint in {work / 'checkpoints'} (an epoch must finish first)")
+    if not resume and is_main and work.exists():
+        shutil.rmtree(work)  # a stale interrupted run must not leak checkpoints into this one
     return work
 
 
 def finish(work: Path, output: Path) -> None:
+    """Swap the finished work dir in; an old run being overwritten is moved aside first, never lost midway."""
+    old = output.parent / f".{output.name}.old"
     if output.exists():
-        shutil.rmtree(output)
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(output, old)
     os.replace(work, output)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from transformers import TrainerCallback
 
 from . import __version__
 from .backbones import load_config, resolve_backbone
@@ -19,8 +20,8 @@ from .data.doctor import leakage_between
 from .errors import FinpeftError
 from .methods import get_method, method_options
 from .methods.common import count_parameters
-from .recipe import Recipe
-from .runs import append_result, default_output, finish, prepare, write_atomic
+from .recipe import Recipe, validate_recipe
+from .runs import append_result, default_output, finish, last_checkpoint, partial_dir, prepare, write_atomic
 
 log = logging.getLogger("finpeft")
 
@@ -69,9 +70,28 @@ def _eval_metrics(pred) -> dict:
             "macro_f1": f1_score(pred.label_ids, y_pred, average="macro")}
 
 
+class _StepCounter(TrainerCallback):
+    """Remembers the step training (re)started from (on resume, the checkpoint's)."""
+    first: int | None = None
+
+    def on_step_begin(self, args, state, control, **kw):
+        if self.first is None:
+            self.first = state.global_step
+
+
 def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = False, resume: bool = False,
           command: str | None = None, callbacks: list | None = None) -> Path:
-    """Train per the recipe; returns the finished run dir (holding model/, metrics.json, report.md, ...)."""
+    """Train per the recipe; returns the finished run dir (holding model/, metrics.json, report.md, ...).
+
+    resume=True continues `output`'s interrupted run with the recipe that run was started with."""
+    if resume:
+        if output is None:
+            raise FinpeftError("--resume needs --output: the run dir the interrupted run was writing")
+        saved = partial_dir(Path(output)) / "recipe.yaml"
+        if saved.is_file():
+            import yaml
+            recipe = validate_recipe(yaml.safe_load(saved.read_text(encoding="utf-8")), str(saved))
+            _say(f"resuming with the interrupted run's recipe ({saved})")
     # 1. Everything that can be rejected without a model: method, options, data.
     method = get_method(recipe.method.name)
     opts = method_options(method, recipe.method)
@@ -86,7 +106,10 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
 
     stem = recipe.name or f"{data.name}-{recipe.method.name}-{Path(recipe.model.backbone).name}"
     out = Path(output) if output else default_output(Path("runs"), f"{stem}-s{recipe.seed}")
-    work = prepare(out, overwrite, resume)
+    work = prepare(out, overwrite, resume, is_main=_world()[0] == 0)
+    results = Path(recipe.results_csv) if recipe.results_csv else out.parent / "results.csv"
+    if results.is_dir():
+        raise FinpeftError(f"results_csv {results} is a directory")
     load_config(model_path, recipe.model.trust_remote_code)  # unknown backbone -> clear error, before work starts
 
     # 2. Model and data tensors.
@@ -102,7 +125,10 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     _say(f"{data.name}: train/valid/test = {data.sizes()} | method {recipe.method.name} | backbone "
          f"{recipe.model.backbone} | {threads} threads x {world} process(es) | working in {work}")
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=recipe.model.trust_remote_code)
-    model = method.build(model_path, data.labels, opts, recipe.model)
+    try:
+        model = method.build(model_path, data.labels, opts, recipe.model)
+    except (ValueError, OSError) as e:  # e.g. LoRA target modules the backbone does not have
+        raise FinpeftError(f"method {recipe.method.name} on {recipe.model.backbone}: {str(e).splitlines()[0]}") from None
     trainable, total = count_parameters(model)
     _say(f"trainable parameters {trainable:,} of {total:,} ({trainable / total:.2%})")
     label_ids = {l: i for i, l in enumerate(data.labels)}
@@ -112,6 +138,8 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     # 3. Trainer.
     t = recipe.train
     work.mkdir(parents=True, exist_ok=True)
+    if _world()[0] == 0:
+        write_atomic(work / "recipe.yaml", recipe.to_yaml())  # so --resume continues with the same recipe
     # transformers v5 takes the TensorBoard dir from this variable only; set per run (a process may train twice).
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "logs")
     args = TrainingArguments(
@@ -128,16 +156,18 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         # a token-normalised LM loss; a classifier's mean loss would then train at world-size x the LR under DDP.
         average_tokens_across_devices=False,
         ddp_backend=None if torch.cuda.is_available() or world == 1 else "gloo", **precision)
-    callbacks = list(callbacks or [])
+    steps = _StepCounter()
+    callbacks = [steps, *(callbacks or [])]
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience))
     trainer = Trainer(model=model, args=args, train_dataset=ds["train"], eval_dataset=ds["valid"],
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_eval_metrics,
                       callbacks=callbacks)
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
     train_seconds = time.perf_counter() - started
-    samples_seen = trainer.state.epoch * len(ds["train"])
+    # rows processed in this process's timed segment (a resumed run counts only what it ran itself)
+    samples_seen = (trainer.state.global_step - (steps.first or 0)) * t.batch_size * t.grad_accum * world
 
     # 4. Test evaluation and writing: rank 0 only, through the same scorer `finpeft.load().predict` uses
     # (Trainer.predict would return rows in its length-grouped sampler's order, not the test set's).
@@ -162,7 +192,6 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     hf_logging.disable_progress_bar()  # the Trainer turns tqdm back on; one "Writing model shards" bar is noise
     trainer.model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    write_atomic(work / "recipe.yaml", recipe.to_yaml())
     run_info = {"finpeft_version": __version__, "artifact": method.ARTIFACT, "method": recipe.method.name,
                 "backbone": recipe.model.backbone, "backbone_path": model_path, "labels": data.labels,
                 "max_length": recipe.model.max_length, "trust_remote_code": recipe.model.trust_remote_code}
@@ -170,7 +199,6 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     finish(work, out)
 
-    results = Path(recipe.results_csv) if recipe.results_csv else out.parent / "results.csv"
     append_result(results, {**metrics, "run_dir": str(out)})
     _say(f"test accuracy {metrics['accuracy']:.4f} | macro-F1 {metrics['macro_f1']:.4f} | weighted-F1 "
          f"{metrics['weighted_f1']:.4f} | ECE {metrics['ece']:.4f} | train {train_seconds:.0f}s")

@@ -183,15 +183,14 @@ def load_raw(dataset: str, text_column: str = "text", label_column: str | None =
 
 def normalise_label(raw: str, label_map: dict[str, str]) -> str:
     key = raw.strip()
-    if key in label_map:
-        return label_map[key]
-    return LABEL_SYNONYMS.get(key.lower(), key.lower())
+    value = label_map.get(key, key).strip().lower()
+    return LABEL_SYNONYMS.get(value, value)
 
 
 def _normalise(raw: RawData, label_map: dict[str, str]) -> dict[str, pd.DataFrame]:
     values = set().union(*(set(f["label"].str.strip()) for f in raw.frames.values()))
     if not label_map and values and all(v.lstrip("-").isdigit() for v in values):
-        if values <= set(SIGNED_IDS):
+        if "-1" in values and values <= set(SIGNED_IDS):  # -1/0/1 is unambiguous; 0/1 or 0/1/2 is not
             label_map = SIGNED_IDS
         else:
             ids = ", ".join(sorted(values, key=int))
@@ -202,8 +201,15 @@ def _normalise(raw: RawData, label_map: dict[str, str]) -> dict[str, pd.DataFram
 
 
 def _stratified(df: pd.DataFrame, size: float | int, seed: int, what: str, name: str):
+    """Stratified split that keeps duplicates (same text after normalising) on one side, so a split we make
+    never leaks; a text with conflicting labels is stratified by its first label."""
+    from .doctor import normalise_text
+    key = df["text"].map(normalise_text)
+    first = df.groupby(key, sort=False)["label"].first()
     try:
-        return train_test_split(df, test_size=size, random_state=seed, stratify=df["label"])
+        _, held = train_test_split(first.index.to_numpy(), test_size=size, random_state=seed, stratify=first.to_numpy())
+        mask = key.isin(set(held)).to_numpy()
+        return df[~mask], df[mask]
     except ValueError as e:
         counts = df["label"].value_counts()
         raise FinpeftError(f"{name}: too small to carve a {what} split ({len(df)} rows; smallest class "
@@ -267,8 +273,9 @@ def load_dataset_splits(cfg) -> DatasetSplits:
             train, valid = _stratified(train, cfg.valid_size, seed, "valid", raw.name)
             notes.append(f"valid carved from train: stratified {cfg.valid_size:.0%} (seed {seed})")
         if test is None:
-            test = valid
-            notes.append("no test split: test metrics are on the valid split")
+            rest, test = _stratified(train, cfg.test_size, seed, "test", raw.name)
+            train = rest
+            notes.append(f"no test split: stratified {cfg.test_size:.0%} of train held out as test (seed {seed})")
 
     if train["label"].nunique() < 2:
         raise FinpeftError(f"{raw.name}: the training set has a single class ({train['label'].iloc[0]!r}); "
