@@ -133,7 +133,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     _say(f"trainable parameters {trainable:,} of {total:,} ({trainable / total:.2%})")
     label_ids = {l: i for i, l in enumerate(data.labels)}
     ds = {s: tokenize_frame(getattr(data, s), tokenizer, label_ids, recipe.model.max_length)
-          for s in ("train", "valid", "test")}
+          for s in ("train", "valid")}  # test is scored after training, in input order
 
     # 3. Trainer.
     t = recipe.train
