@@ -75,7 +75,8 @@ class Predictor:
                         raise FinpeftError(f"{src}: no column {text_column!r} (found {', '.join(chunk.columns)}); "
                                            "set --text-column")
                     probs = self.predict_proba(chunk[text_column].fillna("").astype(str).tolist())
-                    chunk = chunk.assign(label=[self.labels[i] for i in probs.argmax(1)],
+                    out_col = "predicted_label" if "label" in chunk.columns else "label"  # never overwrite gold labels
+                    chunk = chunk.assign(**{out_col: [self.labels[i] for i in probs.argmax(1)]},
                                          **{f"p_{l}": probs[:, i].round(6) for i, l in enumerate(self.labels)},
                                          score=self.score(probs).round(6))
                     if dst.suffix.lower() == ".csv":
