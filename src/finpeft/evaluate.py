@@ -103,7 +103,7 @@ def evaluate_run(run_dir: str | Path, data_cfg, split: str = "test") -> tuple[Pa
     import shutil
 
     from .data import load_dataset_splits
-    from .data.load import _normalise, load_raw
+    from .data.load import load_raw, normalise_frames
     from .errors import FinpeftError
     from .predict import Predictor, read_run_info
     from .runs import append_result
@@ -113,7 +113,7 @@ def evaluate_run(run_dir: str | Path, data_cfg, split: str = "test") -> tuple[Pa
         raw = load_raw(data_cfg.dataset, data_cfg.text_column, data_cfg.label_column, data_cfg.encoding)
         if not raw.labelled:
             raise FinpeftError(f"{raw.name} is unlabelled; evaluation needs labels")
-        df = pd.concat(_normalise(raw, data_cfg.label_map).values(), ignore_index=True)
+        df = pd.concat(normalise_frames(raw, data_cfg.label_map).values(), ignore_index=True)
         name, source = raw.name, raw.source
     else:
         data = load_dataset_splits(data_cfg)

@@ -187,7 +187,7 @@ def normalise_label(raw: str, label_map: dict[str, str]) -> str:
     return LABEL_SYNONYMS.get(value, value)
 
 
-def _normalise(raw: RawData, label_map: dict[str, str]) -> dict[str, pd.DataFrame]:
+def normalise_frames(raw: RawData, label_map: dict[str, str]) -> dict[str, pd.DataFrame]:
     values = set().union(*(set(f["label"].str.strip()) for f in raw.frames.values()))
     if not label_map and values and all(v.lstrip("-").isdigit() for v in values):
         if "-1" in values and values <= set(SIGNED_IDS):  # -1/0/1 is unambiguous; 0/1 or 0/1/2 is not
@@ -231,7 +231,7 @@ def load_dataset_splits(cfg) -> DatasetSplits:
     if not raw.labelled:
         raise FinpeftError(f"{raw.name} is an unlabelled corpus (for pretraining); pick a labelled dataset")
     notes: list[str] = []
-    frames = _normalise(raw, cfg.label_map)
+    frames = normalise_frames(raw, cfg.label_map)
 
     for split, f in list(frames.items()):
         empty = f["text"].str.strip() == ""
