@@ -1,5 +1,6 @@
 """Shared fixtures: real data from ../shared/datasets (or $FINPEFT_DATA_DIR), the packaged MiniLM."""
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ DATA_DIR = Path(os.environ.get("FINPEFT_DATA_DIR", ROOT.parent / "shared" / "dat
 os.environ["FINPEFT_DATA_DIR"] = str(DATA_DIR)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Feature cache of the frozen-encoder tests: one per session, never the user's ~/.cache.
+os.environ["FINPEFT_CACHE_DIR"] = tempfile.mkdtemp(prefix="finpeft-test-cache-")
 
 if not (DATA_DIR / "financial_phrasebank").is_dir():
     raise pytest.UsageError(f"tests need the shared datasets at {DATA_DIR} (set FINPEFT_DATA_DIR)")

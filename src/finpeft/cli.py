@@ -21,11 +21,13 @@ def train(
     recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (default: MiniLM + FPB + full, as recipes/fpb.yaml)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. method=lora train.epochs=3"),
     data: Optional[str] = typer.Option(None, "--data", help="Catalog id (fpb, tfns, ...) or a CSV/TSV/JSONL/Parquet file."),
-    method: Optional[str] = typer.Option(None, "--method", help="full, head, lora, dora, qlora."),
+    method: Optional[str] = typer.Option(None, "--method", help="full, head, lora, dora, qlora, mamba-adapter, ... (finpeft list)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="Registered name, local model dir or hub id."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run dir (default runs/<name>-s<seed>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run dir."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Frozen-encoder methods: run the encoder every step "
+                                  "instead of training on cached states."),
 ):
     """Train and evaluate; writes model, metrics.json, report.md and the resolved recipe to the run dir."""
     from .recipe import load_recipe
@@ -34,9 +36,7 @@ def train(
     if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
         items.insert(0, recipe)  # `finpeft train method=lora` with no recipe file
         recipe = None
-    flags = {"data.dataset": data, "method.name": method, "model.backbone": backbone}
-    items += [f"{k}={v}" for k, v in flags.items() if v is not None]
-    r = load_recipe(recipe, items)
+    r = load_recipe(recipe, _with_flags(items, data, method, backbone, no_cache))
     try:
         run_train(r, output=output, overwrite=overwrite, resume=resume,
                   command="finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -44,6 +44,36 @@ def train(
         hint = f" --output {output}" if output else " --output RUN_DIR"
         print(f"finpeft: interrupted; continue with: finpeft train{hint} --resume", file=sys.stderr)
         raise typer.Exit(130)
+
+
+def _with_flags(items: list[str], data, method, backbone, no_cache: bool) -> list[str]:
+    flags = {"data.dataset": data, "method.name": method, "model.backbone": backbone,
+             "train.feature_cache": "false" if no_cache else None}
+    return items + [f"{k}={v}" for k, v in flags.items() if v is not None]
+
+
+@app.command()
+def ablate(
+    recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (default: the defaults)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides for every run."),
+    param: str = typer.Option(..., "--param", help="The swept key and values, e.g. method.num_adapter_layers=1,2,4,8"),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds per value (recipe seed, +1, +2, ...)."),
+    data: Optional[str] = typer.Option(None, "--data"),
+    method: Optional[str] = typer.Option(None, "--method"),
+    backbone: Optional[str] = typer.Option(None, "--backbone"),
+    no_cache: bool = typer.Option(False, "--no-cache"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Sweep dir (default runs/ablate-<method>-<key>)."),
+):
+    """Sweep one recipe key x seeds: ablation.csv, ablation.md (mean ± std) and ablation.png (error bars)."""
+    from .ablate import ablate as run_ablate
+    items = list(overrides or [])
+    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        items.insert(0, recipe)
+        recipe = None
+    out = run_ablate(recipe, _with_flags(items, data, method, backbone, no_cache), param, seeds, output,
+                     command="finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    typer.echo((out / "ablation.md").read_text(encoding="utf-8"))
+    typer.echo(f"sweep saved to {out} (ablation.csv, ablation.png)")
 
 
 @app.command()

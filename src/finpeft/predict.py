@@ -160,8 +160,11 @@ def _load_model(model_dir: Path, info: dict):
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trc)
     if info["artifact"] == "hf":
         return tokenizer, AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trc)
-    from peft import PeftModel
     from .backbones import resolve_backbone
+    if info["artifact"] == "frozen":
+        from .methods.frozen import load_frozen_classifier
+        return tokenizer, load_frozen_classifier(model_dir, resolve_backbone(info["backbone"]), trc)
+    from peft import PeftModel
     base_path = resolve_backbone(info["backbone"])
     labels = info["labels"]
     base = AutoModelForSequenceClassification.from_pretrained(

@@ -80,6 +80,8 @@ class TrainConfig(_Strict):
         default_factory=lambda: ["tensorboard"])
     logging_steps: int = Field(25, ge=1)
     progress_bar: bool = True
+    feature_cache: bool = True  # frozen-encoder methods: train on cached encoder states (false: --no-cache)
+    cache_dir: str | None = None  # default $FINPEFT_CACHE_DIR or ~/.cache/finpeft/features
 
 
 class Recipe(_Strict):
@@ -148,6 +150,14 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
         tree["method"] = {}  # the file's options belong to its method (e.g. lora's r); start clean
     tree = apply_overrides(tree, overrides)
     return validate_recipe(tree, str(src) if src else "recipe")
+
+
+def with_method_defaults(recipe: Recipe, defaults: dict) -> Recipe:
+    """The method's train.* defaults (e.g. a larger LR for LoRA) where the recipe leaves them unset."""
+    unset = {k: v for k, v in defaults.items() if k not in recipe.train.model_fields_set}
+    if not unset:
+        return recipe
+    return recipe.model_copy(update={"train": recipe.train.model_copy(update=unset)})
 
 
 def validate_recipe(tree: dict, where: str = "recipe") -> Recipe:

@@ -20,7 +20,7 @@ from .data.doctor import leakage_between
 from .errors import FinpeftError
 from .methods import get_method, method_options
 from .methods.common import count_parameters
-from .recipe import Recipe, validate_recipe
+from .recipe import Recipe, validate_recipe, with_method_defaults
 from .runs import append_result, default_output, finish, last_checkpoint, partial_dir, prepare, write_atomic
 
 log = logging.getLogger("finpeft")
@@ -96,6 +96,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     method = get_method(recipe.method.name)
     opts = method_options(method, recipe.method)
     method.check(opts)
+    recipe = with_method_defaults(recipe, getattr(method, "TRAIN_DEFAULTS", {}))
     precision = _precision(recipe.train.precision)
     model_path = resolve_backbone(recipe.model.backbone)  # a name check only; nothing is loaded yet
     data = load_dataset_splits(recipe.data)
@@ -125,15 +126,26 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     _say(f"{data.name}: train/valid/test = {data.sizes()} | method {recipe.method.name} | backbone "
          f"{recipe.model.backbone} | {threads} threads x {world} process(es) | working in {work}")
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=recipe.model.trust_remote_code)
+    label_ids = {l: i for i, l in enumerate(data.labels)}
+    frozen = method.ARTIFACT == "frozen"
     try:
-        model = method.build(model_path, data.labels, opts, recipe.model)
+        if frozen:
+            from .methods import frozen as fz
+            encoder, head = fz.build(method, model_path, data.labels, opts, recipe.model)
+        else:
+            model = method.build(model_path, data.labels, opts, recipe.model)
     except (ValueError, OSError) as e:  # e.g. LoRA target modules the backbone does not have
         raise FinpeftError(f"method {recipe.method.name} on {recipe.model.backbone}: {str(e).splitlines()[0]}") from None
-    trainable, total = count_parameters(model)
+    if frozen:
+        trainable, encoder_params = count_parameters(head)[0], count_parameters(encoder)[1]
+        total = trainable + encoder_params
+        model, ds, collator = fz.setup(method, opts, encoder, head, tokenizer, data, label_ids, recipe, model_path, _say)
+    else:
+        trainable, total = count_parameters(model)
+        ds = {s: tokenize_frame(getattr(data, s), tokenizer, label_ids, recipe.model.max_length)
+              for s in ("train", "valid")}  # test is scored after training, in input order
+        collator = DataCollatorWithPadding(tokenizer)
     _say(f"trainable parameters {trainable:,} of {total:,} ({trainable / total:.2%})")
-    label_ids = {l: i for i, l in enumerate(data.labels)}
-    ds = {s: tokenize_frame(getattr(data, s), tokenizer, label_ids, recipe.model.max_length)
-          for s in ("train", "valid")}  # test is scored after training, in input order
 
     # 3. Trainer.
     t = recipe.train
@@ -155,13 +167,14 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         # Trainer multiplies the loss by the process count for models whose forward takes **kwargs, expecting
         # a token-normalised LM loss; a classifier's mean loss would then train at world-size x the LR under DDP.
         average_tokens_across_devices=False,
+        remove_unused_columns=not (frozen and recipe.train.feature_cache),  # the collator needs "index"
         ddp_backend=None if torch.cuda.is_available() or world == 1 else "gloo", **precision)
     steps = _StepCounter()
     callbacks = [steps, *(callbacks or [])]
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience))
     trainer = Trainer(model=model, args=args, train_dataset=ds["train"], eval_dataset=ds["valid"],
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_eval_metrics,
+                      data_collator=collator, compute_metrics=_eval_metrics,
                       callbacks=callbacks)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
@@ -175,7 +188,8 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     from .predict import predict_proba
     if not trainer.is_world_process_zero():
         return out
-    probs = predict_proba(trainer.model, tokenizer, data.test["text"].tolist(), recipe.model.max_length,
+    scorer = fz.FrozenEncoderClassifier(encoder, head, len(data.labels), opts.sentence_vector) if frozen else trainer.model
+    probs = predict_proba(scorer, tokenizer, data.test["text"].tolist(), recipe.model.max_length,
                           t.eval_batch_size)
     y = np.array([label_ids[l] for l in data.test["label"]])
     context = {"dataset": data.name, "split": "test", "method": recipe.method.name,
@@ -190,7 +204,13 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
 
     model_dir = work / "model"
     hf_logging.disable_progress_bar()  # the Trainer turns tqdm back on; one "Writing model shards" bar is noise
-    trainer.model.save_pretrained(model_dir)
+    if frozen:
+        fz.save_head(head, recipe.method.name, opts, encoder.config.hidden_size, data.labels, model_dir)
+        from .inspection import inspect_frozen
+        inspect_frozen(scorer, tokenizer, data.test["text"].tolist(), y, data.labels, work, recipe.model.max_length,
+                       t.eval_batch_size, seed=recipe.seed, method=recipe.method.name)
+    else:
+        trainer.model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     run_info = {"finpeft_version": __version__, "artifact": method.ARTIFACT, "method": recipe.method.name,
                 "backbone": recipe.model.backbone, "backbone_path": model_path, "labels": data.labels,

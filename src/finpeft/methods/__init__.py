@@ -1,9 +1,12 @@
 """Method registry. A method is one module exposing:
 
     Options   pydantic model of its recipe options (method.<option>=...)
-    ARTIFACT  "hf" (a standard transformers model dir) or "peft" (an adapter dir over the backbone)
+    ARTIFACT  "hf" (a standard transformers model dir), "peft" (an adapter dir over the backbone) or
+              "frozen" (a head over the frozen backbone's states, trained from the feature cache)
     check(opts)                              fail early (before data and model are loaded)
-    build(model_path, labels, opts, model_cfg) -> torch.nn.Module for sequence classification
+    build(model_path, labels, opts, model_cfg) -> torch.nn.Module for sequence classification   ("hf", "peft")
+    build_head(hidden_size, n_labels, opts)  -> head module, see methods/frozen.py                ("frozen")
+    TRAIN_DEFAULTS (optional)  train.* values used where the recipe does not set them
 
 Adding a method = one module + one line below.
 """
@@ -23,6 +26,12 @@ METHODS: dict[str, str] = {
     "lora": "finpeft.methods.lora",
     "dora": "finpeft.methods.dora",
     "qlora": "finpeft.methods.qlora",
+    "mamba-adapter": "finpeft.methods.mamba_adapter",
+    "mamba-adapter-seq": "finpeft.methods.mamba_adapter_seq",
+    "attention-adapter": "finpeft.methods.attention_adapter",
+    "gamba": "finpeft.methods.gamba",
+    "bilstm": "finpeft.methods.bilstm",
+    "cnn-lstm": "finpeft.methods.cnn_lstm",
 }
 
 

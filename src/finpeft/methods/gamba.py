@@ -1,0 +1,22 @@
+"""gamba: an expert ensemble over the frozen token states. Experts are small stacks (3 x Mamba2, 3 x attention,
+Mamba-attention-Mamba); a softmax gate on the sentence vector weighs their pooled outputs; the weighted sum is
+added to the sentence vector and classified."""
+from typing import Literal
+
+from pydantic import Field
+
+from . import mamba_adapter
+from .mamba_adapter import ARTIFACT, TRAIN_DEFAULTS, check  # noqa: F401
+
+
+class Options(mamba_adapter.Options):
+    inputs: Literal["cls", "tokens"] = "tokens"
+    experts: list[Literal["mamba", "attention", "mixed"]] = Field(
+        default_factory=lambda: ["mamba", "attention", "mixed"], min_length=1)
+    d_model: int | None = Field(128, ge=8)
+
+
+def build_head(hidden: int, n_labels: int, opts):
+    from ..adapters.stack import Gamba
+    mamba_adapter.build_head(hidden, n_labels, opts.model_copy(update={"block": "mixed"}))  # width checks only
+    return Gamba(hidden, n_labels, opts)
