@@ -131,7 +131,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     try:
         if frozen:
             from .methods import frozen as fz
-            encoder, head = fz.build(method, model_path, data.labels, opts, recipe.model)
+            encoder, head, opts = fz.build(method, model_path, data.labels, opts, recipe.model)
         else:
             model = method.build(model_path, data.labels, opts, recipe.model)
     except (ValueError, OSError) as e:  # e.g. LoRA target modules the backbone does not have

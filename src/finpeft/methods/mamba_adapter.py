@@ -13,7 +13,9 @@ class Options(FrozenOptions):
     block: Literal["mamba", "attention", "mixed"] = "mamba"
     num_adapter_layers: int = Field(4, ge=1, le=60)
     gate: bool = True
-    d_model: int | None = Field(None, ge=8)  # adapter width; default the encoder's hidden size
+    # Adapter width (in/out projections around the stack); null = the encoder's hidden size, as in the seed
+    # design. 192 on MiniLM: FPB accuracy within noise of 384 at 1/4 of the parameters and CPU time.
+    d_model: int | None = Field(192, ge=8)
     d_state: int = Field(16, ge=1)
     d_conv: int = Field(4, ge=1)
     expand: int = Field(2, ge=1)
