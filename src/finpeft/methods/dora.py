@@ -4,6 +4,7 @@ from pydantic import Field
 from . import lora
 
 ARTIFACT = "peft"
+TRAIN_DEFAULTS = lora.TRAIN_DEFAULTS
 check = lora.check
 
 

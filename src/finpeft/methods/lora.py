@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .common import load_classifier
 
 ARTIFACT = "peft"
+TRAIN_DEFAULTS = {"lr": 1e-3}  # adapters from zero need a larger step than full fine-tuning (5e-5)
 
 # Suffix-matched by peft. "output.dense" catches attention.output.dense and the FFN output, not pooler.dense.
 TARGETS = {

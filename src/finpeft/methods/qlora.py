@@ -6,6 +6,7 @@ from . import lora
 from .common import load_classifier
 
 ARTIFACT = "peft"
+TRAIN_DEFAULTS = lora.TRAIN_DEFAULTS
 
 
 class Options(lora.Options):
