@@ -71,8 +71,9 @@ def encode_seconds(cache_dir: Path) -> float:
 
 
 def ms(values: list[float], digits: int = 4) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f} (1 seed)"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def render(res: dict, seeds: list[int]) -> str:
@@ -110,7 +111,7 @@ def render(res: dict, seeds: list[int]) -> str:
         for name in METHODS:
             rs = t.get(name, [])
             if rs:
-                lines.append(f"| {name} ({len(rs)} seeds) | {ms([r['accuracy'] for r in rs])} | "
+                lines.append(f"| {name} | {ms([r['accuracy'] for r in rs])} | "
                              f"{ms([r['macro_f1'] for r in rs])} | {rs[0]['trainable_params']:,} | "
                              f"{statistics.mean(r['train_seconds'] for r in rs):.0f} | "
                              f"{statistics.mean(r['epochs_run'] for r in rs):.1f} |")
