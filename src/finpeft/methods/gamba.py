@@ -18,5 +18,5 @@ class Options(mamba_adapter.Options):
 
 def build_head(hidden: int, n_labels: int, opts):
     from ..adapters.stack import Gamba
-    mamba_adapter.build_head(hidden, n_labels, opts.model_copy(update={"block": "mixed"}))  # width checks only
+    mamba_adapter.check_widths(hidden, opts.model_copy(update={"block": "mixed"}))  # experts hold both kinds
     return Gamba(hidden, n_labels, opts)

@@ -29,11 +29,15 @@ def check(opts) -> None:
     pass
 
 
-def build_head(hidden: int, n_labels: int, opts):
-    from ..adapters.stack import AdapterStack
+def check_widths(hidden: int, opts) -> None:
     d = opts.d_model or hidden
     if (d * opts.expand) % opts.head_dim:
         raise ValueError(f"adapter width {d} x expand {opts.expand} is not a multiple of head_dim {opts.head_dim}")
     if opts.block != "mamba" and d % opts.attention_heads:
         raise ValueError(f"adapter width {d} is not a multiple of attention_heads {opts.attention_heads}")
+
+
+def build_head(hidden: int, n_labels: int, opts):
+    from ..adapters.stack import AdapterStack
+    check_widths(hidden, opts)
     return AdapterStack(hidden, n_labels, opts)
