@@ -32,10 +32,7 @@ def train(
     """Train and evaluate; writes model, metrics.json, report.md and the resolved recipe to the run dir."""
     from .recipe import load_recipe
     from .training import train as run_train
-    items = list(overrides or [])
-    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
-        items.insert(0, recipe)  # `finpeft train method=lora` with no recipe file
-        recipe = None
+    recipe, items = _recipe_and_overrides(recipe, overrides)
     r = load_recipe(recipe, _with_flags(items, data, method, backbone, no_cache))
     try:
         run_train(r, output=output, overwrite=overwrite, resume=resume,
@@ -44,6 +41,14 @@ def train(
         hint = f" --output {output}" if output else " --output RUN_DIR"
         print(f"finpeft: interrupted; continue with: finpeft train{hint} --resume", file=sys.stderr)
         raise typer.Exit(130)
+
+
+def _recipe_and_overrides(recipe: str | None, overrides: list[str] | None) -> tuple[str | None, list[str]]:
+    """`finpeft train method=lora` has no recipe file: its first argument is an override."""
+    items = list(overrides or [])
+    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        return None, [recipe, *items]
+    return recipe, items
 
 
 def _with_flags(items: list[str], data, method, backbone, no_cache: bool) -> list[str]:
@@ -66,14 +71,52 @@ def ablate(
 ):
     """Sweep one recipe key x seeds: ablation.csv, ablation.md (mean ± std) and ablation.png (error bars)."""
     from .ablate import ablate as run_ablate
-    items = list(overrides or [])
-    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
-        items.insert(0, recipe)
-        recipe = None
+    recipe, items = _recipe_and_overrides(recipe, overrides)
     out = run_ablate(recipe, _with_flags(items, data, method, backbone, no_cache), param, seeds, output,
                      command="finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     typer.echo((out / "ablation.md").read_text(encoding="utf-8"))
     typer.echo(f"sweep saved to {out} (ablation.csv, ablation.png)")
+
+
+@app.command()
+def bench(
+    grid: Path = typer.Argument(..., help="Grid YAML: datasets, methods, backbones, seeds (see bench/grids/)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Grid dir (default runs/bench-<grid name>)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run cells that failed before again."),
+    publish: Optional[Path] = typer.Option(None, "--publish", help="Also write the leaderboard into this markdown "
+                                           "file (between <!-- leaderboard:start/end --> markers)."),
+):
+    """Run a grid of train runs; leaderboard.csv, leaderboard.md (mean ± std) and plots. Resumes when re-run."""
+    from .leaderboard import publish as publish_to, run_grid
+    out = run_grid(grid, output, retry_failed, echo=typer.echo)
+    if publish:
+        publish_to(out, publish)
+    typer.echo((out / "leaderboard.md").read_text(encoding="utf-8"))
+    typer.echo(f"leaderboard saved to {out} (leaderboard.csv, accuracy_vs_time.png, accuracy_vs_params.png)")
+
+
+@app.command()
+def tune(
+    recipe: Optional[str] = typer.Argument(None, help="Recipe YAML with a search: section."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides for every trial."),
+    trials: int = typer.Option(20, "--trials", min=1, help="Finished trials wanted in the study (a resumed study "
+                               "runs only the rest)."),
+    data: Optional[str] = typer.Option(None, "--data"),
+    method: Optional[str] = typer.Option(None, "--method"),
+    backbone: Optional[str] = typer.Option(None, "--backbone"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Study dir (default runs/tune-<name>)."),
+):
+    """Optuna search (TPE, median pruning on valid macro-F1) over the recipe's search: section; writes best.yaml."""
+    from .tune import tune as run_tune
+    recipe, items = _recipe_and_overrides(recipe, overrides)
+    out = run_tune(recipe, _with_flags(items, data, method, backbone, False), trials, output,
+                   command="finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]), echo=typer.echo)
+    best = out / "best.json"
+    if best.is_file():
+        import json
+        b = json.loads(best.read_text(encoding="utf-8"))
+        typer.echo(f"best trial {b['trial']}: valid macro-F1 {b['valid_macro_f1']:.4f} | {json.dumps(b['params'])}")
+    typer.echo(f"study saved to {out} (best.yaml, trials.csv; optuna-dashboard sqlite:///{(out / 'study.db').resolve()})")
 
 
 @app.command()
@@ -182,7 +225,8 @@ def main() -> None:
         print(f"finpeft: error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("finpeft: interrupted (a train run can continue with --resume)", file=sys.stderr)
+        print("finpeft: interrupted (train: continue with --resume; bench, tune, ablate: run the same command "
+              "again to continue)", file=sys.stderr)
         sys.exit(130)
 
 

@@ -89,6 +89,12 @@ def render_report(r: dict, labels: list[str]) -> str:
         lines.append(f"| **{l}** | " + " | ".join(map(str, row)) + " |")
     lines += ["", "![confusion matrix](confusion_matrix.png)", "",
               "Misclassified examples, most confident first: `misclassified.csv`."]
+    if r.get("per_dataset"):
+        lines += ["", "Every training dataset's own test split (`data.mix`; details under eval/):", "",
+                  "| dataset | n | accuracy | macro-F1 | weighted-F1 |", "|---|---|---|---|---|"]
+        for name, m in r["per_dataset"].items():
+            lines.append(f"| {name} | {m['n']} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['weighted_f1']:.4f} |")
+        lines.append("")
     for note in r.get("notes", []):
         lines.append(f"- note: {note}")
     return "\n".join(lines) + "\n"

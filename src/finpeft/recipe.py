@@ -17,6 +17,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _label_map_keys_as_text(v):  # YAML reads `{0: negative}` with int keys; files hold text
+    return {str(k): str(val) for k, val in v.items()} if isinstance(v, dict) else v
+
+
+class MixedDataset(_Strict):
+    """A further training set (`data.mix`): its train + valid rows join training, its test split is scored."""
+    dataset: str
+    text_column: str = "text"
+    label_column: str = "label"
+    label_map: dict[str, str] = Field(default_factory=dict)  # e.g. {none: neutral} for gold-headlines
+
+    _keys_as_text = field_validator("label_map", mode="before")(_label_map_keys_as_text)
+
+
 class DataConfig(_Strict):
     dataset: str = "fpb"  # catalog id, a file, or a directory holding train/valid/test files
     text_column: str = "text"
@@ -30,6 +44,13 @@ class DataConfig(_Strict):
     split_seed: int = 42  # fixed apart from the training seed, so every seed sees the same test set
     max_train_samples: int | None = Field(None, ge=1)  # stratified subsample, for quick runs and tests
     max_eval_samples: int | None = Field(None, ge=1)
+    # Multi-dataset training: catalog ids / files (or {dataset, label_map, ...}) whose labels map onto ours.
+    mix: list[MixedDataset] = Field(default_factory=list)
+
+    @field_validator("mix", mode="before")
+    @classmethod
+    def _plain_ids(cls, v):
+        return [{"dataset": d} if isinstance(d, str) else d for d in v] if isinstance(v, list) else v
 
     @field_validator("encoding")
     @classmethod
@@ -41,10 +62,7 @@ class DataConfig(_Strict):
             raise ValueError(f"unknown text encoding {v!r} (e.g. utf-8, latin-1, cp1252)") from None
         return v
 
-    @field_validator("label_map", mode="before")
-    @classmethod
-    def _keys_as_text(cls, v):  # YAML reads `{0: negative}` with int keys; files hold text
-        return {str(k): str(val) for k, val in v.items()} if isinstance(v, dict) else v
+    _keys_as_text = field_validator("label_map", mode="before")(_label_map_keys_as_text)
 
 
 class ModelConfig(_Strict):
@@ -84,6 +102,25 @@ class TrainConfig(_Strict):
     cache_dir: str | None = None  # default $FINPEFT_CACHE_DIR or ~/.cache/finpeft/features
 
 
+class SearchParam(_Strict):
+    """One dimension of a `finpeft tune` search space (Optuna's suggest_float / suggest_int / suggest_categorical)."""
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    def model_post_init(self, _ctx) -> None:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs choices: [...]")
+        elif self.low is None or self.high is None or self.low > self.high:
+            raise ValueError(f"a {self.type} parameter needs low <= high")
+        elif self.log and self.low <= 0:
+            raise ValueError("log: true needs low > 0")
+
+
 class Recipe(_Strict):
     name: str | None = None
     seed: int = 42
@@ -92,6 +129,8 @@ class Recipe(_Strict):
     method: MethodConfig = Field(default_factory=MethodConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     results_csv: str | None = None  # default: results.csv beside the run dir
+    # `finpeft tune`: recipe key (e.g. train.lr) -> range; `finpeft train` ignores it.
+    search: dict[str, SearchParam] = Field(default_factory=dict)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -18,7 +18,7 @@ from .backbones import load_config, resolve_backbone
 from .data import load_dataset_splits
 from .data.doctor import leakage_between
 from .errors import FinpeftError
-from .methods import get_method, method_options
+from .methods import checked_method
 from .methods.common import count_parameters
 from .recipe import Recipe, validate_recipe, with_method_defaults
 from .runs import append_result, default_output, finish, last_checkpoint, partial_dir, prepare, write_atomic
@@ -70,6 +70,21 @@ def _eval_metrics(pred) -> dict:
             "macro_f1": f1_score(pred.label_ids, y_pred, average="macro")}
 
 
+def _peak_memory() -> dict:
+    """Peak resident memory of this process (and peak GPU memory allocated by torch, when on a GPU), in MiB."""
+    import torch
+    out = {}
+    try:
+        import resource
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        out["peak_rss_mb"] = round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+    except ImportError:  # Windows
+        pass
+    if torch.cuda.is_available():
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
 class _StepCounter(TrainerCallback):
     """Remembers the step training (re)started from (on resume, the checkpoint's)."""
     first: int | None = None
@@ -93,9 +108,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
             recipe = validate_recipe(yaml.safe_load(saved.read_text(encoding="utf-8")), str(saved))
             _say(f"resuming with the interrupted run's recipe ({saved})")
     # 1. Everything that can be rejected without a model: method, options, data.
-    method = get_method(recipe.method.name)
-    opts = method_options(method, recipe.method)
-    method.check(opts)
+    method, opts = checked_method(recipe.method)
     recipe = with_method_defaults(recipe, getattr(method, "TRAIN_DEFAULTS", {}))
     precision = _precision(recipe.train.precision)
     model_path = resolve_backbone(recipe.model.backbone)  # a name check only; nothing is loaded yet
@@ -189,17 +202,30 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     if not trainer.is_world_process_zero():
         return out
     scorer = fz.FrozenEncoderClassifier(encoder, head, len(data.labels), opts.sentence_vector) if frozen else trainer.model
+    scored = time.perf_counter()
     probs = predict_proba(scorer, tokenizer, data.test["text"].tolist(), recipe.model.max_length,
                           t.eval_batch_size)
+    infer_rate = len(data.test) / (time.perf_counter() - scored)
     y = np.array([label_ids[l] for l in data.test["label"]])
     context = {"dataset": data.name, "split": "test", "method": recipe.method.name,
                "backbone": recipe.model.backbone, "seed": recipe.seed, "command": command,
                "train_seconds": round(train_seconds, 2),
                "train_samples_per_second": round(samples_seen / train_seconds, 2),
                "epochs_run": round(trainer.state.epoch, 3), "best_valid_macro_f1": trainer.state.best_metric,
+               "test_sentences_per_second": round(infer_rate, 1), **_peak_memory(),
                "trainable_params": trainable, "total_params": total, "data_source": data.source,
                "sizes": data.sizes(), "processes": world, "notes": data.notes, "finpeft_version": __version__,
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if data.extra_tests:  # data.mix: every mixed dataset's own test split, scored by the same model
+        from .evaluate import classification_metrics
+        own = classification_metrics(y, probs, data.labels)
+        context["per_dataset"] = {data.name: {k: own[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")}}
+        for name, df in data.extra_tests.items():
+            p_extra = predict_proba(scorer, tokenizer, df["text"].tolist(), recipe.model.max_length, t.eval_batch_size)
+            m = write_evaluation(work / "eval" / f"{name}-test", df["text"].tolist(),
+                                 np.array([label_ids[l] for l in df["label"]]), p_extra, data.labels,
+                                 {**context, "dataset": name, "per_dataset": None})
+            context["per_dataset"][name] = {k: m[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")}
     metrics = write_evaluation(work, data.test["text"].tolist(), y, probs, data.labels, context)
 
     model_dir = work / "model"

@@ -43,6 +43,7 @@ class DatasetSplits:
     valid: pd.DataFrame
     test: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    extra_tests: dict[str, pd.DataFrame] = field(default_factory=dict)  # data.mix: name -> its test split
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
@@ -226,7 +227,48 @@ def _subsample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
 
 
 def load_dataset_splits(cfg) -> DatasetSplits:
-    """Strict load for training (cfg: recipe.DataConfig)."""
+    """Strict load for training (cfg: recipe.DataConfig), with the data.mix datasets merged into training."""
+    data = _load_splits(cfg)
+    if cfg.mix:
+        _merge_mixed(data, cfg)
+    return data
+
+
+def _merge_mixed(data: DatasetSplits, cfg) -> None:
+    """Add each mixed dataset's train/valid rows (labels mapped onto ours) and keep its test split for scoring.
+    A mixed row whose text is in any test split or in our valid split is dropped: mixing must not leak."""
+    from .doctor import normalise_text
+    parts = []
+    for m in cfg.mix:
+        sub = cfg.model_copy(update={"dataset": m.dataset, "text_column": m.text_column,
+                                     "label_column": m.label_column, "label_map": m.label_map,
+                                     "labels": data.labels, "mix": []})
+        try:
+            parts.append(_load_splits(sub))
+        except FinpeftError as e:
+            raise FinpeftError(f"data.mix {m.dataset}: {e}") from None
+    names = [data.name] + [p.name for p in parts]
+    if len(set(names)) != len(names):
+        raise FinpeftError(f"data.mix: a dataset appears twice ({', '.join(names)})")
+    held = set(data.valid["text"].map(normalise_text))
+    for f in [data.test] + [p.test for p in parts]:
+        held |= set(f["text"].map(normalise_text))
+    trains, valids = [data.train], [data.valid]
+    for p in parts:
+        n_train, n_valid = len(p.train), len(p.valid)
+        train = p.train[~p.train["text"].map(normalise_text).isin(held)]
+        valid = p.valid[~p.valid["text"].map(normalise_text).isin(held)]
+        dropped = n_train + n_valid - len(train) - len(valid)
+        trains.append(train)
+        valids.append(valid)
+        data.extra_tests[p.name] = p.test
+        data.notes.append(f"mixed in {p.name}: {len(train)} train + {len(valid)} valid rows"
+                          + (f" ({dropped} dropped: text in a test split or our valid split)" if dropped else ""))
+    data.train = pd.concat(trains, ignore_index=True)
+    data.valid = pd.concat(valids, ignore_index=True)
+
+
+def _load_splits(cfg) -> DatasetSplits:
     raw = load_raw(cfg.dataset, cfg.text_column, cfg.label_column, cfg.encoding)
     if not raw.labelled:
         raise FinpeftError(f"{raw.name} is an unlabelled corpus (for pretraining); pick a labelled dataset")

@@ -47,3 +47,11 @@ def method_options(module: ModuleType, method_cfg) -> object:
         return module.Options.model_validate(opts)
     except ValidationError as e:
         raise FinpeftError(f"method {method_cfg.name}: {format_validation_error(e)}") from None
+
+
+def checked_method(method_cfg) -> tuple[ModuleType, object]:
+    """The method module and its validated options, after the method's own early checks."""
+    module = get_method(method_cfg.name)
+    opts = method_options(module, method_cfg)
+    module.check(opts)
+    return module, opts

@@ -4,6 +4,8 @@ from pydantic import BaseModel, ConfigDict
 from .common import load_classifier
 
 ARTIFACT = "hf"
+# A linear head on frozen features needs a far larger step than full fine-tuning's 5e-5 to move in 3 epochs.
+TRAIN_DEFAULTS = {"lr": 1e-3}
 
 
 class Options(BaseModel):

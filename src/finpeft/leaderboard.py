@@ -1,0 +1,270 @@
+"""`finpeft bench GRID.yaml`: datasets x methods x backbones x seeds -> leaderboard.csv / .md / plots.
+
+Every cell is one `finpeft train` in a child process, so its peak memory is its own and a failing cell does not
+stop the grid. A cell whose run dir holds metrics.json is finished: an interrupted grid resumes where it
+stopped. The leaderboard is rewritten after every cell.
+
+Grid file:
+
+    recipe: null                 # optional base recipe (path relative to the grid file)
+    overrides: [train.report_to=[]]
+    datasets: [fpb, tfns, fiqa-sa]
+    backbones: [minilm-l6]
+    seeds: [42, 43, 44]
+    methods:                     # a method name, or {name: LABEL, overrides: [method=..., ...]}
+      - full
+      - lora
+      - {name: "mamba-adapter (no gate)", overrides: [method=mamba-adapter, method.gate=false]}
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .anchors import anchors_for
+from .errors import FinpeftError
+from .methods import checked_method
+from .recipe import format_validation_error, load_recipe
+from .runs import write_atomic
+
+METRICS = ("accuracy", "macro_f1", "weighted_f1")
+COLUMNS = ("dataset", "method", "backbone", "seed", *METRICS, "trainable_params", "train_seconds", "epochs_run",
+           "peak_rss_mb", "peak_gpu_mb", "test_sentences_per_second", "status", "run_dir")
+
+
+class MethodEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    overrides: list[str] = Field(default_factory=list)
+
+
+class Grid(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    recipe: str | None = None
+    overrides: list[str] = Field(default_factory=list)
+    datasets: list[str] = Field(min_length=1)
+    methods: list[MethodEntry] = Field(min_length=1)
+    backbones: list[str] = Field(default_factory=lambda: ["minilm-l6"], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [42, 43, 44], min_length=1)
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _plain_names(cls, v):  # "lora" is short for {name: lora, overrides: [method=lora]}
+        if not isinstance(v, list):
+            return v
+        return [{"name": m, "overrides": [f"method={m}"]} if isinstance(m, str) else m for m in v]
+
+
+def load_grid(path: str | Path) -> Grid:
+    p = Path(path)
+    if not p.is_file():
+        raise FinpeftError(f"grid {p} not found")
+    try:
+        tree = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        grid = Grid.model_validate(tree)
+    except yaml.YAMLError as e:
+        raise FinpeftError(f"grid {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except ValidationError as e:
+        raise FinpeftError(f"grid {p}: {format_validation_error(e)}") from None
+    if grid.recipe and not Path(grid.recipe).is_absolute():
+        grid.recipe = str(p.parent / grid.recipe)
+    labels = [m.name for m in grid.methods]
+    if len(set(labels)) != len(labels):
+        raise FinpeftError(f"grid {p}: method names must be unique (got {labels})")
+    return grid
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")
+
+
+def cells(grid: Grid) -> list[dict]:
+    """Every (dataset, method, backbone, seed) with its overrides, validated before anything runs."""
+    out = []
+    for ds in grid.datasets:
+        for m in grid.methods:
+            for bb in grid.backbones:
+                for seed in grid.seeds:
+                    ov = [*grid.overrides, f"data.dataset={ds}", f"model.backbone={bb}", *m.overrides,
+                          f"seed={seed}"]
+                    try:
+                        checked_method(load_recipe(grid.recipe, ov).method)
+                    except FinpeftError as e:
+                        raise FinpeftError(f"cell {ds} / {m.name} / {bb} / seed {seed}: {e}") from None
+                    out.append({"dataset": ds, "method": m.name, "backbone": bb, "seed": seed, "overrides": ov,
+                                "dir": Path(slug(ds)) / slug(m.name) / f"{slug(Path(bb).name)}-s{seed}"})
+    return out
+
+
+def run_grid(grid_path: str | Path, output: str | Path | None = None, retry_failed: bool = False,
+             echo=print) -> Path:
+    grid = load_grid(grid_path)
+    todo = cells(grid)
+    out = Path(output) if output else Path("runs") / f"bench-{Path(grid_path).stem}"
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "grid.yaml", Path(grid_path).read_text(encoding="utf-8"))
+    failed_file = out / "failed.json"
+    failed = json.loads(failed_file.read_text()) if failed_file.is_file() and not retry_failed else {}
+    command = f"finpeft bench {grid_path}" + (f" --output {output}" if output else "")
+    for i, c in enumerate(todo, 1):
+        run_dir, key = out / c["dir"], str(c["dir"])
+        tag = f"[{i}/{len(todo)}] {c['dataset']} | {c['method']} | {c['backbone']} | seed {c['seed']}"
+        if (run_dir / "metrics.json").is_file():
+            continue
+        if key in failed:
+            echo(f"{tag}: failed before, skipped (--retry-failed to run it again)")
+            continue
+        log = out / "logs" / f"{slug(key)}.log"
+        cmd = [sys.executable, "-m", "finpeft.cli", "train", *([grid.recipe] if grid.recipe else []), *c["overrides"],
+               "train.progress_bar=false", f"results_csv={out / 'results.csv'}", "--output", str(run_dir),
+               "--overwrite"]
+        started = time.perf_counter()
+        with open(log, "w", encoding="utf-8") as f:
+            code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=os.environ.copy())
+        if code in (130, -2):  # Ctrl-C reached the child: stop the grid; the cell runs again on resume
+            raise KeyboardInterrupt
+        if code:
+            tail = [l for l in log.read_text(encoding="utf-8", errors="replace").splitlines() if l.strip()][-1:]
+            failed[key] = {"exit_code": code, "last_line": tail[0] if tail else "", "log": str(log)}
+            write_atomic(failed_file, json.dumps(failed, indent=2))
+            echo(f"{tag}: FAILED (exit {code}): {failed[key]['last_line']} (log: {log})")
+        else:
+            m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+            echo(f"{tag}: accuracy {m['accuracy']:.4f} | macro-F1 {m['macro_f1']:.4f} | "
+                 f"{time.perf_counter() - started:.0f} s")
+        write_leaderboard(out, grid, todo, failed, command)
+    write_leaderboard(out, grid, todo, failed, command)
+    return out
+
+
+def collect(out: Path, todo: list[dict], failed: dict) -> pd.DataFrame:
+    rows = []
+    for c in todo:
+        run_dir, key = out / c["dir"], str(c["dir"])
+        row = {k: c[k] for k in ("dataset", "method", "backbone", "seed")}
+        if (run_dir / "metrics.json").is_file():
+            m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+            row.update({k: m.get(k) for k in COLUMNS if k in m and k not in row}, status="done", run_dir=str(run_dir))
+        else:
+            row["status"] = "failed" if key in failed else "pending"
+        rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=list(COLUMNS))
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    done = df[df.status == "done"].copy()
+    if done.empty:
+        return pd.DataFrame()
+    for col in (*METRICS, "trainable_params", "train_seconds", "peak_rss_mb", "peak_gpu_mb",
+                "test_sentences_per_second"):
+        done[col] = pd.to_numeric(done[col], errors="coerce")
+    g = done.groupby(["dataset", "method", "backbone"], sort=False)
+    s = g[list(METRICS)].agg(["mean", "std"])
+    s.columns = [f"{m}_{a}" for m, a in s.columns]
+    s = s.join(g.agg(seeds=("seed", "count"), trainable_params=("trainable_params", "first"),
+                     train_seconds=("train_seconds", "mean"), peak_rss_mb=("peak_rss_mb", "max"),
+                     peak_gpu_mb=("peak_gpu_mb", "max"), infer=("test_sentences_per_second", "mean")))
+    return s.reset_index()
+
+
+def _pm(mean: float, std: float, n: int) -> str:
+    return f"{mean:.4f}" if n < 2 or pd.isna(std) else f"{mean:.4f} ± {std:.4f}"
+
+
+def render(grid: Grid, df: pd.DataFrame, s: pd.DataFrame, command: str) -> str:
+    pending = int((df.status == "pending").sum())
+    failed = int((df.status == "failed").sum())
+    lines = ["# Leaderboard", "",
+             f"Command: `{command}` ({date.today().isoformat()}). Test split of each dataset; seeds {grid.seeds}; "
+             f"mean ± std over the seeds finished. Cells: {len(df)} ({int((df.status == 'done').sum())} done, "
+             f"{pending} pending, {failed} failed).", ""]
+    if s.empty:
+        return "\n".join(lines + ["No cell has finished yet.", ""])
+    gpu = s.peak_gpu_mb.notna().any()
+    for ds in grid.datasets:
+        part = s[s.dataset == ds].sort_values("accuracy_mean", ascending=False)
+        if part.empty:
+            continue
+        lines += [f"## {ds}", "",
+                  "| method | backbone | seeds | accuracy | macro-F1 | weighted-F1 | trainable params | train s | "
+                  "peak RSS MiB |" + (" peak GPU MiB |" if gpu else "") + " test sentences/s |",
+                  "|---|---|---|---|---|---|---|---|---|" + ("---|" if gpu else "") + "---|"]
+        for _, r in part.iterrows():
+            n = int(r.seeds)
+            lines.append(f"| {r.method} | {r.backbone} | {n} | {_pm(r.accuracy_mean, r.accuracy_std, n)} | "
+                         f"{_pm(r.macro_f1_mean, r.macro_f1_std, n)} | {_pm(r.weighted_f1_mean, r.weighted_f1_std, n)} | "
+                         f"{int(r.trainable_params):,} | {r.train_seconds:.0f} | {r.peak_rss_mb:.0f} |"
+                         + (f" {r.peak_gpu_mb:.0f} |" if gpu else "") + f" {r.infer:.0f} |")
+        anchors = anchors_for(ds)
+        if anchors:
+            lines += ["", "Published anchors (not run here):", ""]
+            lines += [f"- {a.system}: {a.metric.replace('_', '-')} {a.value:.4f}. {a.source}; {a.note}."
+                      for a in anchors]
+        lines.append("")
+    lines += ["![accuracy vs train time](accuracy_vs_time.png) ![accuracy vs trainable parameters]"
+              "(accuracy_vs_params.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(s: pd.DataFrame, x: str, xlabel: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    datasets = list(dict.fromkeys(s.dataset))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.6), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        part = s[s.dataset == ds]
+        for _, r in part.iterrows():
+            ax.errorbar(max(r[x], 1e-3), r.accuracy_mean, yerr=0 if pd.isna(r.accuracy_std) else r.accuracy_std,
+                        marker="o", capsize=3, label=r.method if len(set(part.backbone)) == 1
+                        else f"{r.method} / {r.backbone}")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy")
+        ax.set_title(ds, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_leaderboard(out: Path, grid: Grid, todo: list[dict], failed: dict, command: str) -> None:
+    df = collect(out, todo, failed)
+    write_atomic(out / "leaderboard.csv", df.to_csv(index=False))
+    s = summarise(df)
+    write_atomic(out / "leaderboard.md", render(grid, df, s, command))
+    if not s.empty:
+        plot(s, "train_seconds", "train seconds (mean)", out / "accuracy_vs_time.png")
+        plot(s, "trainable_params", "trainable parameters", out / "accuracy_vs_params.png")
+
+
+def publish(out: Path, doc: Path) -> None:
+    """Put leaderboard.md (headings one level down) and its plots into a markdown doc, between
+    <!-- leaderboard:start --> and <!-- leaderboard:end --> (appended when the markers are absent)."""
+    import shutil
+    start, end = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
+    body = (out / "leaderboard.md").read_text(encoding="utf-8")
+    body = "\n".join("#" + l if l.startswith("#") else l for l in body.splitlines())
+    for png in ("accuracy_vs_time.png", "accuracy_vs_params.png"):
+        if (out / png).is_file():
+            shutil.copyfile(out / png, doc.parent / f"leaderboard_{png}")
+            body = body.replace(f"({png})", f"(leaderboard_{png})")
+    block = f"{start}\n{body.strip()}\n{end}"
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else ""
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    write_atomic(doc, text)
+
