@@ -70,6 +70,19 @@ def encode_seconds(cache_dir: Path) -> float:
     return time.perf_counter() - started
 
 
+def full_rows_from_bench_train(seeds: list[int]) -> list[dict]:
+    """bench_train.py ran `finpeft train` with the default (full fine-tune) recipe on the same split and seeds."""
+    from finpeft.backbones import resolve_backbone
+    from finpeft.methods.common import count_parameters, load_classifier
+    from finpeft.recipe import ModelConfig
+    bt = json.loads((RESULTS.parent / "bench_train.json").read_text())
+    assert bt["args"]["seeds"] == seeds, "bench_train.json was run with other seeds"
+    params = count_parameters(load_classifier(resolve_backbone("minilm-l6"), ["negative", "neutral", "positive"],
+                                              ModelConfig()))
+    return [{"seed": seed, **{k: r.get(k) for k in KEYS}, "trainable_params": params[0], "total_params": params[1],
+             "source": "bench/bench_train.py"} for seed, r in zip(seeds, bt["rows"]["finpeft train (recipes/fpb.yaml)"])]
+
+
 def ms(values: list[float], digits: int = 4) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f} (1 seed)"
@@ -111,7 +124,8 @@ def render(res: dict, seeds: list[int]) -> str:
         for name in METHODS:
             rs = t.get(name, [])
             if rs:
-                lines.append(f"| {name} | {ms([r['accuracy'] for r in rs])} | "
+                label = name + (f" (from `{rs[0]['source']}`)" if rs[0].get("source") else "")
+                lines.append(f"| {label} | {ms([r['accuracy'] for r in rs])} | "
                              f"{ms([r['macro_f1'] for r in rs])} | {rs[0]['trainable_params']:,} | "
                              f"{statistics.mean(r['train_seconds'] for r in rs):.0f} | "
                              f"{statistics.mean(r['epochs_run'] for r in rs):.1f} |")
@@ -135,6 +149,9 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), help="names from the table (default: all)")
     ap.add_argument("--skip-cache-part", action="store_true")
     ap.add_argument("--fresh", action="store_true")
+    ap.add_argument("--full-from-bench-train", action="store_true",
+                    help="take the full fine-tune row from bench/results/bench_train.json (same recipe, split and "
+                         "seeds) instead of training it again")
     args = ap.parse_args()
     res = {} if args.fresh or not RESULTS.is_file() else json.loads(RESULTS.read_text())
     res["date"] = date.today().isoformat()
@@ -153,6 +170,9 @@ def main() -> None:
             res.setdefault("table", {})["mamba-adapter"] = [dict(r) for r in c["cached"]]
             write_doc(res, args.seeds)
         table = res.setdefault("table", {})
+        if args.full_from_bench_train and "full fine-tune" not in table:
+            table["full fine-tune"] = full_rows_from_bench_train(args.seeds)
+            write_doc(res, args.seeds)
         for name in args.methods:
             done = {r["seed"] for r in table.get(name, [])}
             for seed in args.seeds:

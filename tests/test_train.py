@@ -151,3 +151,37 @@ def test_interrupted_run_resumes_and_leaves_nothing_half_written(tmp_path):
     assert m["epochs_run"] == 2 and not (tmp_path / ".resumable.partial").exists()
     assert 0 < m["train_samples_per_second"]
     assert not (out / "checkpoints").exists()
+
+
+def test_layer_lr_decay_groups_and_training(tmp_path):
+    from transformers import TrainerCallback
+
+    from finpeft.backbones import resolve_backbone
+    from finpeft.methods.common import load_classifier
+    from finpeft.optim import layerwise_param_groups
+    from finpeft.recipe import ModelConfig
+    model = load_classifier(resolve_backbone("minilm-l6"), ["negative", "neutral", "positive"], ModelConfig())
+    groups = layerwise_param_groups(model, 1e-4, 0.01, 0.5)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert lr_of[id(model.classifier.weight)] == 1e-4  # head at the recipe's lr
+    assert lr_of[id(model.bert.encoder.layer[5].output.dense.weight)] == pytest.approx(0.5e-4)
+    assert lr_of[id(model.bert.encoder.layer[0].output.dense.weight)] == pytest.approx(1e-4 * 0.5 ** 6)
+    assert lr_of[id(model.bert.embeddings.word_embeddings.weight)] == pytest.approx(1e-4 * 0.5 ** 7)
+    no_decay = {id(p) for g in groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert id(model.bert.encoder.layer[0].output.LayerNorm.weight) in no_decay
+    assert id(model.classifier.weight) not in no_decay
+
+    seen = []
+
+    class Peek(TrainerCallback):
+        def on_step_end(self, args, state, control, optimizer=None, **kw):
+            if not seen:
+                seen.extend(sorted({g["initial_lr"] for g in optimizer.param_groups}))
+
+    from finpeft.recipe import load_recipe
+    from finpeft.training import train as run_train
+    run_train(load_recipe(None, TINY + ["train.layer_lr_decay=0.5", "train.lr=1e-4"]), output=tmp_path / "run",
+              callbacks=[Peek()])
+    assert seen[-1] == pytest.approx(1e-4) and seen[0] == pytest.approx(1e-4 * 0.5 ** 7) and len(seen) == 8

@@ -120,6 +120,28 @@ def tune(
 
 
 @app.command()
+def pretrain(
+    output: Path = typer.Option(..., "--output", "-o", help="Where the adapted backbone is written."),
+    backbone: str = typer.Option("minilm-l6", "--backbone"),
+    corpus: str = typer.Option("fin-news", "--corpus", help="Unlabelled corpus: catalog id or a file/folder."),
+    exclude: str = typer.Option("fpb,tfns,fiqa-sa", "--exclude",
+                                help="Comma-separated datasets whose texts are removed from the corpus ('' for none)."),
+    epochs: float = typer.Option(1.0, "--epochs", min=0.01),
+    lr: float = typer.Option(1e-4, "--lr", min=0),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    max_length: int = typer.Option(64, "--max-length", min=8),
+    max_texts: Optional[int] = typer.Option(None, "--max-texts", min=50, help="Pretrain on a random subset."),
+    seed: int = typer.Option(42, "--seed"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+):
+    """Domain-adaptive masked-LM pretraining on an unlabelled corpus; then train with model.backbone=OUTPUT."""
+    from .pretrain import pretrain_mlm
+    pretrain_mlm(backbone, corpus, tuple(x.strip() for x in exclude.split(",") if x.strip()), output, epochs, lr,
+                 batch_size, max_length, seed=seed, max_texts=max_texts, overwrite=overwrite,
+                 command="finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+
+
+@app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A finished run dir."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset to score on (default: the run's own)."),

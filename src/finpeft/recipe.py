@@ -89,6 +89,7 @@ class TrainConfig(_Strict):
     scheduler: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                        "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay"] = "linear"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    layer_lr_decay: float | None = Field(None, gt=0, le=1)  # e.g. 0.8: each encoder layer 0.8x the lr of the one above
     max_grad_norm: float = 1.0
     early_stopping_patience: int | None = Field(2, ge=1)
     group_by_length: bool = True
