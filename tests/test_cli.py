@@ -36,6 +36,8 @@ def assert_clean_error(res, match):
     (["predict", "."], "either --text"),
     (["train", "train.scheduler=cosin"], "train.scheduler"),
     (["train", "--resume"], "--resume needs --output"),
+    (["train", "--bogus"], "no such option: --bogus"),  # a usage error: one line too, not a boxed panel
+    (["tune", "--trials", "0", "method=head"], "--trials"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, args, match):
     if args == ["train", "method=qlora"]:
@@ -86,6 +88,9 @@ def test_cli_predict_and_evaluate(full_run, tmp_path):
     res = finpeft("evaluate", str(full_run), "--data", "fpb")
     assert res.returncode == 0, res.stderr
     assert (full_run / "eval" / "fpb-test" / "metrics.json").is_file()
+    import pandas as pd
+    row = pd.read_csv(full_run.parent / "results.csv").iloc[-1]  # the evaluate row names its seed and date
+    assert row.run_dir == str(full_run) and row.seed == 42 and str(row.date).startswith("20")
     res = finpeft("predict", str(full_run), "--input", str(tmp_path / "none.csv"), "--output", str(tmp_path / "o.csv"))
     assert_clean_error(res, "file not found")
     (tmp_path / "in.csv").write_text("text\nProfit up\n")

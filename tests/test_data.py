@@ -187,3 +187,25 @@ def test_doctor_on_clean_data(tmp_path, fpb_rows):
     r = check(load_raw(str(path)))
     assert not r.leakage and not any("duplicate" in w for w in r.warnings)
     json.dumps(r.__dict__)
+
+
+def test_stray_labels_are_an_error_for_training_and_a_warning_in_check(tmp_path, fpb_rows):
+    rows = fpb_rows.iloc[:400].copy()
+    rows.loc[rows.index[:6], "label"] = "Buy"  # 1.5% of rows: a stray value, not a class
+    path = tmp_path / "stray.csv"
+    rows.to_csv(path, index=False)
+    with pytest.raises(FinpeftError, match=r"'buy' \(6 rows\).*data.label_map"):
+        splits(dataset=str(path))
+    assert any("'buy'" in w and "rare non-sentiment" in w for w in check(load_raw(str(path))).warnings)
+    d = splits(dataset=str(path), label_map={"buy": "positive"})  # the suggested fix works, whatever the case
+    assert d.labels == ["negative", "neutral", "positive"]
+    assert splits(dataset=str(path), labels=["buy", "negative", "neutral", "positive"]).labels[0] == "buy"
+
+
+def test_check_warns_about_what_training_rejects(tmp_path):
+    path = tmp_path / "ids.csv"
+    pd.DataFrame({"text": ["up", "down", "flat"], "label": [0, 1, 2]}).to_csv(path, index=False)
+    warnings = check(load_raw(str(path))).warnings
+    assert any("integer ids" in w for w in warnings) and any("too few to train" in w for w in warnings)
+    with pytest.raises(FinpeftError, match="integer ids"):
+        splits(dataset=str(path))

@@ -51,6 +51,9 @@ def test_recipe_file_errors(tmp_path):
         load_recipe(bad)
     with pytest.raises(FinpeftError, match="not found"):
         load_recipe(tmp_path / "missing.yaml")
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n", encoding="utf-8")
+    with pytest.raises(FinpeftError, match="is empty"):
+        load_recipe(tmp_path / "empty.yaml")
 
 
 def test_resolved_recipe_round_trips(tmp_path):

@@ -242,7 +242,20 @@ def list_things():
 
 def main() -> None:
     try:
-        app()
+        code = app(standalone_mode=False)  # usage errors come back to us: one line, not a boxed panel
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except typer.Abort:
+        print("finpeft: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except typer.TyperException as e:  # typer's click: usage errors (and a bare `finpeft`: show the help)
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            return
+        where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        print(f"finpeft: error: {e.format_message()}{where}", file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 2) or 2)
     except FinpeftError as e:
         print(f"finpeft: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -135,8 +135,12 @@ def evaluate_run(run_dir: str | Path, data_cfg, split: str = "test") -> tuple[Pa
     out = Path(run_dir) / "eval" / f"{name}-{split}"
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
+    from datetime import datetime, timezone
+    import yaml
+    recipe_file = Path(run_dir) / "recipe.yaml"
+    seed = (yaml.safe_load(recipe_file.read_text(encoding="utf-8")) or {}).get("seed") if recipe_file.is_file() else None
     context = {"dataset": name, "split": split, "method": info["method"], "backbone": info["backbone"],
-               "data_source": source}
+               "seed": seed, "data_source": source, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     metrics = write_evaluation(tmp, df["text"].tolist(), y, probs, predictor.labels, context)
     if out.exists():
         shutil.rmtree(out)

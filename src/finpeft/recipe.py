@@ -177,9 +177,11 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
         if not src.is_file():
             raise FinpeftError(f"recipe {src} not found")
         try:
-            tree = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
+            tree = yaml.safe_load(src.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise FinpeftError(f"recipe {src} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if src is not None and tree is None:  # most likely the wrong file; running the defaults would hide that
+        raise FinpeftError(f"recipe {src} is empty (to train with the defaults, give no recipe)")
     if not isinstance(tree, dict):
         raise FinpeftError(f"recipe {src} must be a mapping of sections (data, model, method, train)")
     if isinstance(tree.get("method"), str):

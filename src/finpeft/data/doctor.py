@@ -85,6 +85,13 @@ def check(raw: RawData, label_map: dict[str, str] | None = None) -> DataReport:
                                        f"{min(counts.values())}/{max(counts.values())})")
         report.splits[split] = stats
         norm_sets[split] = set(norm)
+    rows = sum(len(df) for df in raw.frames.values())
+    if rows < 10:
+        report.warnings.append(f"only {rows} rows: too few to train on (training needs at least 10)")
+    if raw.labelled and not raw.labels:
+        counts = pd.concat([df["label"].map(lambda v: normalise_label(v, label_map or {}))
+                            for df in raw.frames.values() if "label" in df]).value_counts()
+        report.warnings += label_problems(counts)
     names = list(norm_sets)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -98,6 +105,34 @@ def check(raw: RawData, label_map: dict[str, str] | None = None) -> DataReport:
                     if differ:
                         report.warnings.append(f"{differ} text(s) shared by {a} and {b} have conflicting labels")
     return report
+
+
+def stray_labels(counts: pd.Series) -> list[str]:
+    """Labels that look like stray values: outside negative/neutral/positive, under 2% of the rows, in data
+    whose other labels are sentiment labels (e.g. 6 rows of "buy"). Training would make each one a class."""
+    sentiment = {"negative", "neutral", "positive"}
+    if len(sentiment & set(counts.index)) < 2:
+        return []
+    total = counts.sum()
+    return [str(l) for l, n in counts.items() if l not in sentiment and n / total < 0.02]
+
+
+def label_problems(counts: pd.Series) -> list[str]:
+    """What `train` would reject about an inferred label set (shared by `data check`, which only warns)."""
+    problems = []
+    values = [str(v) for v in counts.index]
+    signed = "-1" in values and set(values) <= {"-1", "0", "1"}  # unambiguous: read as negative/neutral/positive
+    if values and all(v.lstrip("-").isdigit() for v in values) and not signed:
+        problems.append(f"labels are integer ids ({', '.join(sorted(values, key=int))}): name them with "
+                        "data.label_map, e.g. '{0: negative, 1: positive, 2: neutral}'")
+    once = [v for v, n in counts.items() if n < 2]
+    if once:
+        problems.append(f"label(s) {', '.join(map(repr, once[:5]))} occur only once (a typo?)")
+    stray = [l for l in stray_labels(counts) if l not in once]
+    if stray:
+        problems.append(f"label(s) {', '.join(map(repr, stray[:5]))} are rare non-sentiment values next to "
+                        "sentiment labels; map them with data.label_map or fix the set with data.labels")
+    return problems
 
 
 def leakage_between(frames: dict[str, pd.DataFrame]) -> dict[str, int]:

@@ -91,7 +91,7 @@ def _select(df: pd.DataFrame, path, text_column: str, label_column: str | None) 
     missing = [c for c in (text_column, label_column) if c and c not in df.columns]
     if missing:
         raise FinpeftError(f"{path}: missing column(s) {', '.join(map(repr, missing))}; found "
-                           f"{', '.join(map(repr, df.columns))} (set data.text_column / data.label_column)")
+                           f"{', '.join(map(repr, df.columns))} (recipe: data.text_column / data.label_column; CLI: --text-column / --label-column)")
     out = pd.DataFrame({"text": df[text_column].astype(str)})
     if label_column:
         out["label"] = df[label_column].astype(str)
@@ -184,7 +184,7 @@ def load_raw(dataset: str, text_column: str = "text", label_column: str | None =
 
 def normalise_label(raw: str, label_map: dict[str, str]) -> str:
     key = raw.strip()
-    value = label_map.get(key, key).strip().lower()
+    value = label_map.get(key, label_map.get(key.lower(), key)).strip().lower()  # {buy: positive} maps "Buy" too
     return LABEL_SYNONYMS.get(value, value)
 
 
@@ -295,6 +295,13 @@ def _load_splits(cfg) -> DatasetSplits:
         if len(rare):
             raise FinpeftError(f"{raw.name}: unknown label(s) {', '.join(map(repr, rare.index[:5]))} occur only once "
                                f"(a typo?); fix them, map them with data.label_map or fix the set with data.labels")
+        from .doctor import stray_labels
+        stray = stray_labels(counts)
+        if stray:
+            shown = ", ".join(f"{l!r} ({counts[l]} rows)" for l in stray[:5])
+            raise FinpeftError(f"{raw.name}: label(s) {shown} are rare non-sentiment values next to sentiment labels; "
+                               f"map them with data.label_map (e.g. '{{{stray[0]}: positive}}') or keep them as "
+                               f"classes with data.labels")
         labels = sorted(counts.index)
     for split, f in frames.items():
         unknown = sorted(set(f["label"]) - set(labels))
