@@ -220,3 +220,9 @@ def test_ablate_cli(tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["ablate", "method=mamba-adapter", *TINY, "train.max_steps=2",
                                  "--param", "method.num_adapter_layers=1,2", "--seeds", "2", "-o", "sweep"])
     assert r.exit_code == 0 and (tmp_path / "sweep" / "num_adapter_layers=1-s42" / "metrics.json").stat().st_mtime == mtime
+    # --report-only tabulates what is finished and trains nothing (N=4 has no run yet)
+    r = CliRunner().invoke(app, ["ablate", "method=mamba-adapter", *TINY, "train.max_steps=2", "--report-only",
+                                 "--param", "method.num_adapter_layers=1,2,4", "--seeds", "2", "-o", "sweep"])
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "sweep" / "num_adapter_layers=4-s42").exists()
+    assert sorted(pd.read_csv(tmp_path / "sweep" / "ablation.csv")["method.num_adapter_layers"]) == [1, 1, 2, 2]

@@ -28,7 +28,8 @@ def parse_param(spec: str) -> tuple[str, list[str]]:
 
 
 def ablate(recipe_path: str | None, overrides: list[str], param: str, n_seeds: int = 3,
-           output: str | Path | None = None, command: str | None = None) -> Path:
+           output: str | Path | None = None, command: str | None = None, report_only: bool = False) -> Path:
+    """report_only: write the table and plot from the runs finished so far, training nothing."""
     from .training import train
     key, values = parse_param(param)
     base = load_recipe(recipe_path, overrides)
@@ -42,12 +43,17 @@ def ablate(recipe_path: str | None, overrides: list[str], param: str, n_seeds: i
     for value, seed, recipe in grid:
         run_dir = out / f"{field}={value}-s{seed}"
         if not (run_dir / "metrics.json").is_file():
+            if report_only:
+                continue
             recipe = recipe.model_copy(update={"results_csv": str(out / "results.csv")})
             train(recipe, output=run_dir, overwrite=run_dir.exists(), command=command)
         m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
         rows.append({key: value, "seed": seed, **{k: m[k] for k in METRICS}, "train_seconds": m.get("train_seconds"),
                      "trainable_params": m.get("trainable_params"), "run_dir": str(run_dir)})
+    if not rows:
+        raise FinpeftError(f"{out}: no finished run to report yet")
     df = pd.DataFrame(rows)
+    values = [v for v in values if v in set(df[key])]
     write_atomic(out / "ablation.csv", df.to_csv(index=False))
     summary = summarise(df, key, values)
     write_atomic(out / "ablation.md", render(summary, key, base, seeds, command))
@@ -69,9 +75,9 @@ def render(s: pd.DataFrame, key: str, base, seeds: list[int], command: str | Non
     lines = [f"# Ablation of `{key}`", "",
              f"{base.method.name} on {base.data.dataset} (test split), backbone {base.model.backbone}, seeds {seeds}."
              + (f" Command: `{command}`" if command else ""), "",
-             f"| {key} | accuracy | macro-F1 | trainable params | train s |", "|---|---|---|---|---|"]
+             f"| {key} | seeds | accuracy | macro-F1 | trainable params | train s |", "|---|---|---|---|---|---|"]
     for v, r in s.iterrows():
-        lines.append(f"| {v} | {r.accuracy_mean:.4f} ± {r.accuracy_std:.4f} | {r.macro_f1_mean:.4f} ± "
+        lines.append(f"| {v} | {int(r.seeds)} | {r.accuracy_mean:.4f} ± {r.accuracy_std:.4f} | {r.macro_f1_mean:.4f} ± "
                      f"{r.macro_f1_std:.4f} | {int(r.trainable_params):,} | {r.train_seconds:.1f} |")
     return "\n".join(lines + ["", "![ablation](ablation.png)", ""])
 

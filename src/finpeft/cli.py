@@ -68,12 +68,14 @@ def ablate(
     backbone: Optional[str] = typer.Option(None, "--backbone"),
     no_cache: bool = typer.Option(False, "--no-cache"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Sweep dir (default runs/ablate-<method>-<key>)."),
+    report_only: bool = typer.Option(False, "--report-only", help="Write the table and plot from the runs finished "
+                                     "so far; train nothing."),
 ):
     """Sweep one recipe key x seeds: ablation.csv, ablation.md (mean ± std) and ablation.png (error bars)."""
     from .ablate import ablate as run_ablate
     recipe, items = _recipe_and_overrides(recipe, overrides)
     out = run_ablate(recipe, _with_flags(items, data, method, backbone, no_cache), param, seeds, output,
-                     command="finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+                     command="finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]), report_only=report_only)
     typer.echo((out / "ablation.md").read_text(encoding="utf-8"))
     typer.echo(f"sweep saved to {out} (ablation.csv, ablation.png)")
 
