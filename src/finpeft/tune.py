@@ -75,6 +75,8 @@ def tune(recipe_path: str | None, overrides: list[str], n_trials: int, output: s
         study_name="finpeft", storage=f"sqlite:///{(out / 'study.db').resolve()}", load_if_exists=True,
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=base.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+    # A resumed study must not replay the first process's random draws: seed the sampler past the trials so far.
+    study.sampler = optuna.samplers.TPESampler(seed=base.seed + len(study.trials))
     study.set_user_attr("search", {k: p.model_dump(exclude_none=True) for k, p in base.search.items()})
     # One `tune` process per study: a trial still RUNNING here was cut off by an interruption. Fail it and
     # queue its parameters again so the resumed study re-runs it rather than losing the point.
@@ -102,7 +104,13 @@ def tune(recipe_path: str | None, overrides: list[str], n_trials: int, output: s
         return float(m["best_valid_macro_f1"])
 
     def report(study, t) -> None:
-        value = f"valid macro-F1 {t.value:.4f}" if t.value is not None else t.state.name.lower()
+        if t.state == TrialState.COMPLETE:
+            value = f"valid macro-F1 {t.value:.4f}"
+        elif t.state == TrialState.PRUNED and t.intermediate_values:
+            step = max(t.intermediate_values)
+            value = f"pruned after epoch {step} (valid macro-F1 {t.intermediate_values[step]:.4f}, below the median)"
+        else:
+            value = t.state.name.lower()
         echo(f"trial {t.number}: {value} | {json.dumps(t.params)}")
         write_summary(study, out, recipe_path, overrides, command)
 
