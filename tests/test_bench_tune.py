@@ -159,3 +159,19 @@ def test_training_with_mix_reports_every_dataset(tmp_path):
     fiqa = json.loads((run / "eval/fiqa-sa-test/metrics.json").read_text())
     assert fiqa["n"] == m["per_dataset"]["fiqa-sa"]["n"] == 48
     assert "fiqa-sa" in (run / "report.md").read_text()
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "bench" / "grids").glob("*.yaml")))
+def test_shipped_grids_validate(path):
+    from finpeft.leaderboard import cells, load_grid
+    grid = load_grid(REPO / path)
+    assert len(cells(grid)) == len(grid.datasets) * len(grid.methods) * len(grid.backbones) * len(grid.seeds)
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*.yaml")))
+def test_shipped_recipes_validate(path):
+    from finpeft.methods import checked_method
+    checked_method(load_recipe(REPO / path).method)
