@@ -144,6 +144,23 @@ def pretrain(
 
 
 @app.command()
+def ensemble(
+    run_dirs: List[Path] = typer.Argument(..., help="Two or more finished run dirs (same data split and labels)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Ensemble dir to write."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Comma-separated member weights (default equal)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output."),
+):
+    """Average several runs' probabilities into one saved model, scored on the members' test split."""
+    from .ensemble import build_ensemble
+    try:
+        w = [float(x) for x in weights.split(",")] if weights else None
+    except ValueError:
+        raise FinpeftError(f"--weights must be numbers separated by commas, not {weights!r}") from None
+    build_ensemble(run_dirs, output, w, overwrite, command="finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    typer.echo((output / "report.md").read_text(encoding="utf-8"))
+
+
+@app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A finished run dir."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset to score on (default: the run's own)."),

@@ -19,7 +19,7 @@ def read_run_info(run_dir: str | Path) -> dict:
         assert {"labels", "artifact", "method", "backbone", "max_length"} <= set(info)
     except (OSError, ValueError, AssertionError):
         raise FinpeftError(f"{run_dir}: not a finpeft run dir (no readable run.json)") from None
-    if not (Path(run_dir) / "model").is_dir():
+    if info["artifact"] != "ensemble" and not (Path(run_dir) / "model").is_dir():
         raise FinpeftError(f"{run_dir}: the run dir has no model/ folder")
     return info
 
@@ -34,15 +34,23 @@ class Predictor:
         self.labels: list[str] = self.info["labels"]
         self.max_length = self.info["max_length"]
         self.batch_size = batch_size
+        self._torch = torch
+        if self.info["artifact"] == "ensemble":  # see ensemble.py: weighted mean of the members' probabilities
+            self.members = [Predictor(self.run_dir / m, batch_size) for m in self.info["members"]]
+            self.weights = np.asarray(self.info["weights"], dtype=np.float64)
+            return
+        self.members = None
         try:
             self.tokenizer, self.model = _load_model(self.run_dir / "model", self.info)
         except (OSError, ValueError, KeyError) as e:
             raise FinpeftError(f"{run_dir}: the model could not be loaded: {str(e).splitlines()[0][:200]}") from None
         self.model.eval()
-        self._torch = torch
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """(n, n_labels) class probabilities."""
+        if self.members:
+            parts = [m.predict_proba(texts)[:, [m.labels.index(l) for l in self.labels]] for m in self.members]
+            return np.tensordot(self.weights / self.weights.sum(), np.stack(parts), axes=1).astype(np.float32)
         return predict_proba(self.model, self.tokenizer, texts, self.max_length, self.batch_size)
 
     def score(self, probs: np.ndarray) -> np.ndarray:

@@ -101,6 +101,9 @@ class TrainConfig(_Strict):
     progress_bar: bool = True
     feature_cache: bool = True  # frozen-encoder methods: train on cached encoder states (false: --no-cache)
     cache_dir: str | None = None  # default $FINPEFT_CACHE_DIR or ~/.cache/finpeft/features
+    distill_from: str | None = None  # a run or `finpeft ensemble` dir whose probabilities the model learns from
+    distill_alpha: float = Field(0.5, ge=0, le=1)  # weight of the teacher term (1 - alpha on the gold labels)
+    distill_temperature: float = Field(2.0, gt=0)
 
 
 class SearchParam(_Strict):

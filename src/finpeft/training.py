@@ -159,6 +159,16 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
               for s in ("train", "valid")}  # test is scored after training, in input order
         collator = DataCollatorWithPadding(tokenizer)
     _say(f"trainable parameters {trainable:,} of {total:,} ({trainable / total:.2%})")
+    teacher_seconds = None
+    if recipe.train.distill_from:
+        from .distill import COLUMN, TeacherCollator, teacher_probabilities
+        began = time.perf_counter()
+        soft = teacher_probabilities(recipe.train.distill_from, data.train["text"].tolist(), data.labels)
+        teacher_seconds = round(time.perf_counter() - began, 2)
+        ds["train"] = ds["train"].add_column(COLUMN, soft.tolist())
+        collator = TeacherCollator(collator)
+        _say(f"distilling from {recipe.train.distill_from} (alpha {recipe.train.distill_alpha}, T "
+             f"{recipe.train.distill_temperature}); teacher scored {len(soft)} training rows in {teacher_seconds:.0f}s")
 
     # 3. Trainer.
     t = recipe.train
@@ -192,9 +202,12 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
         groups = layerwise_param_groups(model, t.lr, t.weight_decay, t.layer_lr_decay)
         optim = {"optimizer_cls_and_kwargs": (cls, {**kwargs, "params": groups})}
-    trainer = Trainer(model=model, args=args, train_dataset=ds["train"], eval_dataset=ds["valid"],
-                      data_collator=collator, compute_metrics=_eval_metrics,
-                      callbacks=callbacks, **optim)
+    if t.distill_from:
+        from .distill import DistillTrainer
+        optim.update(alpha=t.distill_alpha, temperature=t.distill_temperature)
+    trainer = (DistillTrainer if t.distill_from else Trainer)(
+        model=model, args=args, train_dataset=ds["train"], eval_dataset=ds["valid"], data_collator=collator,
+        compute_metrics=_eval_metrics, callbacks=callbacks, **optim)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
     train_seconds = time.perf_counter() - started
@@ -219,6 +232,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
                "train_samples_per_second": round(samples_seen / train_seconds, 2),
                "epochs_run": round(trainer.state.epoch, 3), "best_valid_macro_f1": trainer.state.best_metric,
                "test_sentences_per_second": round(infer_rate, 1), **_peak_memory(),
+               **({"distilled_from": t.distill_from, "teacher_seconds": teacher_seconds} if t.distill_from else {}),
                "trainable_params": trainable, "total_params": total, "data_source": data.source,
                "sizes": data.sizes(), "processes": world, "notes": data.notes, "finpeft_version": __version__,
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
