@@ -175,3 +175,27 @@ def test_shipped_grids_validate(path):
 def test_shipped_recipes_validate(path):
     from finpeft.methods import checked_method
     checked_method(load_recipe(REPO / path).method)
+
+
+def test_bench_stopped_with_sigterm_stops_its_running_cell(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "lb"
+    proc = subprocess.Popen([sys.executable, "-m", "finpeft.cli", "bench", str(_grid(tmp_path)), "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = str(out / "fpb")
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait for the first cell's train process to start
+        found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+        if found:
+            break
+        time.sleep(0.5)
+    assert found, "the first cell never started"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    time.sleep(1)
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split() == []
+    assert proc.returncode != 0 and not (out / "fpb" / "head" / "minilm-l6-s42" / "metrics.json").exists()

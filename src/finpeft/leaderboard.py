@@ -23,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -129,8 +130,7 @@ def run_grid(grid_path: str | Path, output: str | Path | None = None, retry_fail
                "train.progress_bar=false", f"results_csv={out / 'results.csv'}", "--output", str(run_dir),
                "--overwrite"]
         started = time.perf_counter()
-        with open(log, "w", encoding="utf-8") as f:
-            code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=os.environ.copy())
+        code = _run_child(cmd, log)
         if code in (130, -2):  # Ctrl-C reached the child: stop the grid; the cell runs again on resume
             raise KeyboardInterrupt
         if code:
@@ -145,6 +145,31 @@ def run_grid(grid_path: str | Path, output: str | Path | None = None, retry_fail
         write_leaderboard(out, grid, todo, failed, command)
     write_leaderboard(out, grid, todo, failed, command)
     return out
+
+
+def _run_child(cmd: list[str], log: Path) -> int:
+    """Run one cell; if the grid itself is stopped (Ctrl-C, or `kill` = SIGTERM) the cell is stopped too,
+    never left training as an orphan."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
+    try:
+        with open(log, "w", encoding="utf-8") as f:
+            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=os.environ.copy())
+            try:
+                return proc.wait()
+            except BaseException:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def collect(out: Path, todo: list[dict], failed: dict) -> pd.DataFrame:
