@@ -39,3 +39,14 @@ def test_pretrain_writes_a_backbone_that_trains(tmp_path):
     run = train(None, TINY + ["method=head", f"model.backbone={out}"], output=tmp_path / "run")
     m = json.loads((run / "metrics.json").read_text())
     assert m["backbone"] == str(out) and 0 <= m["accuracy"] <= 1
+
+
+def test_sparse_mlm_loss_equals_the_models_own_loss():
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
+    from finpeft.pretrain import _sparse_mlm_loss
+    path = resolve_backbone("minilm-l6")
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModelForMaskedLM.from_pretrained(path).eval()
+    texts = [t for t in load_raw("fin-news").frames["all"]["text"][:16]]
+    batch = DataCollatorForLanguageModeling(tok, mlm_probability=0.15, seed=0)([tok(t) for t in texts])
+    with torch.no_grad():
+        assert torch.allclose(_sparse_mlm_loss(model, dict(batch)), model(**batch).loss, atol=1e-4)
