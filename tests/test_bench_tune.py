@@ -56,6 +56,13 @@ def test_bench_grid_leaderboard_and_resume(tmp_path):
     text = doc.read_text()
     assert "old" not in text and "### fpb" in text and text.endswith("## After\n")
     assert "(leaderboard_accuracy_vs_time.png)" in text and (doc.parent / "leaderboard_accuracy_vs_time.png").is_file()
+    # --report-only runs nothing: a removed cell shows as pending; another grid publishes beside, not over
+    shutil.rmtree(out / "fpb/head/minilm-l6-s43")
+    res = finpeft("bench", str(_grid(tmp_path)), "--output", str(out), "--report-only", "--publish", str(doc))
+    assert res.returncode == 0, res.stderr
+    assert not (out / "fpb/head/minilm-l6-s43").exists() and "1 pending" in (out / "leaderboard.md").read_text()
+    text = doc.read_text()
+    assert "<!-- grid:start -->" in text and "<!-- leaderboard:start -->" in text and "(grid_accuracy_vs_time.png)" in text
 
 
 def test_bench_failed_cell_is_recorded_and_grid_goes_on(tmp_path):

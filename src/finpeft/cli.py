@@ -86,13 +86,15 @@ def bench(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Grid dir (default runs/bench-<grid name>)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run cells that failed before again."),
     publish: Optional[Path] = typer.Option(None, "--publish", help="Also write the leaderboard into this markdown "
-                                           "file (between <!-- leaderboard:start/end --> markers)."),
+                                           "file (between <!-- GRIDNAME:start/end --> markers)."),
+    report_only: bool = typer.Option(False, "--report-only", help="Run nothing: write the leaderboard from the "
+                                     "cells finished so far."),
 ):
     """Run a grid of train runs; leaderboard.csv, leaderboard.md (mean ± std) and plots. Resumes when re-run."""
     from .leaderboard import publish as publish_to, run_grid
-    out = run_grid(grid, output, retry_failed, echo=typer.echo)
+    out = run_grid(grid, output, retry_failed, echo=typer.echo, report_only=report_only)
     if publish:
-        publish_to(out, publish)
+        publish_to(out, publish, grid.stem)
     typer.echo((out / "leaderboard.md").read_text(encoding="utf-8"))
     typer.echo(f"leaderboard saved to {out} (leaderboard.csv, accuracy_vs_time.png, accuracy_vs_params.png)")
 

@@ -108,15 +108,23 @@ def cells(grid: Grid) -> list[dict]:
 
 
 def run_grid(grid_path: str | Path, output: str | Path | None = None, retry_failed: bool = False,
-             echo=print) -> Path:
+             echo=print, report_only: bool = False) -> Path:
+    """Run every unfinished cell, then write the leaderboard (report_only: just write it from the cells
+    finished so far; the others show as pending)."""
     grid = load_grid(grid_path)
     todo = cells(grid)
     out = Path(output) if output else Path("runs") / f"bench-{Path(grid_path).stem}"
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "grid.yaml", Path(grid_path).read_text(encoding="utf-8"))
+    if not report_only:
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+        write_atomic(out / "grid.yaml", Path(grid_path).read_text(encoding="utf-8"))
     failed_file = out / "failed.json"
     failed = json.loads(failed_file.read_text()) if failed_file.is_file() and not retry_failed else {}
     command = f"finpeft bench {grid_path}" + (f" --output {output}" if output else "")
+    if report_only:
+        if not out.is_dir():
+            raise FinpeftError(f"--report-only: {out} does not exist (no cell has run)")
+        write_leaderboard(out, grid, todo, failed, command)
+        return out
     for i, c in enumerate(todo, 1):
         run_dir, key = out / c["dir"], str(c["dir"])
         tag = f"[{i}/{len(todo)}] {c['dataset']} | {c['method']} | {c['backbone']} | seed {c['seed']}"
@@ -274,17 +282,18 @@ def write_leaderboard(out: Path, grid: Grid, todo: list[dict], failed: dict, com
         plot(s, "trainable_params", "trainable parameters", out / "accuracy_vs_params.png")
 
 
-def publish(out: Path, doc: Path) -> None:
+def publish(out: Path, doc: Path, name: str = "leaderboard") -> None:
     """Put leaderboard.md (headings one level down) and its plots into a markdown doc, between
-    <!-- leaderboard:start --> and <!-- leaderboard:end --> (appended when the markers are absent)."""
+    <!-- NAME:start --> and <!-- NAME:end --> (appended when the markers are absent). NAME: the grid's file
+    name, so several grids publish into one doc side by side."""
     import shutil
-    start, end = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     body = (out / "leaderboard.md").read_text(encoding="utf-8")
     body = "\n".join("#" + l if l.startswith("#") else l for l in body.splitlines())
     for png in ("accuracy_vs_time.png", "accuracy_vs_params.png"):
         if (out / png).is_file():
-            shutil.copyfile(out / png, doc.parent / f"leaderboard_{png}")
-            body = body.replace(f"({png})", f"(leaderboard_{png})")
+            shutil.copyfile(out / png, doc.parent / f"{name}_{png}")
+            body = body.replace(f"({png})", f"({name}_{png})")
     block = f"{start}\n{body.strip()}\n{end}"
     text = doc.read_text(encoding="utf-8") if doc.is_file() else ""
     if start in text and end in text:
