@@ -55,8 +55,10 @@ def load_config(path_or_id: str, trust_remote_code: bool = False):
     from transformers import AutoConfig
     from .data.load import hub_reachable
     if not Path(path_or_id).is_dir() and not hub_reachable():
+        hint = (f"; if {path_or_id} is meant to be a local dir (e.g. the output of `finpeft pretrain`), it does "
+                f"not exist under {Path.cwd()}") if "/" in path_or_id else ""
         raise FinpeftError(f"unknown backbone {path_or_id!r}: not one of {', '.join(REGISTRY)}, not a local model "
-                           "dir, and the hub is not reachable (offline)")
+                           f"dir, and the hub is not reachable (offline){hint}")
     try:
         return AutoConfig.from_pretrained(path_or_id, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
