@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -158,8 +159,6 @@ def run_grid(grid_path: str | Path, output: str | Path | None = None, retry_fail
 def _run_child(cmd: list[str], log: Path) -> int:
     """Run one cell; if the grid itself is stopped (Ctrl-C, or `kill` = SIGTERM) the cell is stopped too,
     never left training as an orphan."""
-    import signal
-
     def stop(signum, frame):
         raise KeyboardInterrupt
     previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from transformers import Trainer
+
 from .errors import FinpeftError
 from .runs import finish, prepare, write_atomic
 
@@ -66,16 +68,12 @@ def _sparse_mlm_loss(model, inputs):
     return F.cross_entropy(logits.float(), labels[picked])
 
 
-def _trainer_class():
-    from transformers import Trainer
-
-    class SparseMLMTrainer(Trainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if _mlm_head(model) is None:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss = _sparse_mlm_loss(model, dict(inputs))
-            return (loss, {}) if return_outputs else loss  # evaluation is loss-only (prediction_loss_only)
-    return SparseMLMTrainer
+class SparseMLMTrainer(Trainer):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if _mlm_head(model) is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss = _sparse_mlm_loss(model, dict(inputs))
+        return (loss, {}) if return_outputs else loss  # evaluation is loss-only (prediction_loss_only)
 
 
 def pretrain_mlm(backbone: str = "minilm-l6", corpus: str = "fin-news", exclude: tuple[str, ...] = ("fpb", "tfns", "fiqa-sa"),
@@ -96,7 +94,7 @@ def pretrain_mlm(backbone: str = "minilm-l6", corpus: str = "fin-news", exclude:
 
     import torch
     from datasets import Dataset
-    from transformers import (AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer,
+    from transformers import (AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling,
                               TrainingArguments, set_seed)
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()
@@ -105,7 +103,6 @@ def pretrain_mlm(backbone: str = "minilm-l6", corpus: str = "fin-news", exclude:
     # A sentence-transformers checkpoint has no MLM head: BertForMaskedLM initialises its transform layer and
     # ties the decoder to the word embeddings, so only the small transform starts from random.
     model = AutoModelForMaskedLM.from_pretrained(model_path, dtype=torch.float32)
-    SparseMLMTrainer = _trainer_class()
     n_valid = max(20, len(texts) // 50)
     split = Dataset.from_dict({"text": texts}).train_test_split(test_size=n_valid, seed=seed)
     ds = split.map(lambda b: tok(b["text"], truncation=True, max_length=max_length, return_special_tokens_mask=True),
@@ -113,10 +110,11 @@ def pretrain_mlm(backbone: str = "minilm-l6", corpus: str = "fin-news", exclude:
     args = TrainingArguments(output_dir=str(work / "checkpoints"), num_train_epochs=epochs, learning_rate=lr,
                              per_device_train_batch_size=batch_size, per_device_eval_batch_size=128,
                              warmup_steps=0.06, weight_decay=0.01, save_strategy="no", eval_strategy="no",
-                             logging_steps=50, report_to=[], prediction_loss_only=True, seed=seed, disable_tqdm=not sys.stderr.isatty(),
+                             logging_steps=50, report_to=[], prediction_loss_only=True, seed=seed,
+                             disable_tqdm=not sys.stderr.isatty(),
                              dataloader_pin_memory=torch.cuda.is_available())
     trainer = SparseMLMTrainer(model=model, args=args, train_dataset=ds["train"], eval_dataset=ds["test"],
-                      data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=mlm_probability, seed=seed))
+                               data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=mlm_probability, seed=seed))
     _say(f"pretraining {backbone} on {len(ds['train'])} {corpus} texts (held out {len(ds['test'])}); excluded "
          f"{stats['excluded']} texts shared with labelled datasets")
     before = trainer.evaluate()["eval_loss"]

@@ -196,18 +196,18 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     callbacks = [steps, *(callbacks or [])]
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience))
-    optim = {}
+    extra = {}  # Trainer keyword arguments beyond the common ones
     if t.layer_lr_decay:  # the configured optimizer (AdamW by default), with one param group per layer
         from .optim import layerwise_param_groups
         cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
         groups = layerwise_param_groups(model, t.lr, t.weight_decay, t.layer_lr_decay)
-        optim = {"optimizer_cls_and_kwargs": (cls, {**kwargs, "params": groups})}
+        extra["optimizer_cls_and_kwargs"] = (cls, {**kwargs, "params": groups})
     if t.distill_from:
         from .distill import DistillTrainer
-        optim.update(alpha=t.distill_alpha, temperature=t.distill_temperature)
+        extra.update(alpha=t.distill_alpha, temperature=t.distill_temperature)
     trainer = (DistillTrainer if t.distill_from else Trainer)(
         model=model, args=args, train_dataset=ds["train"], eval_dataset=ds["valid"], data_collator=collator,
-        compute_metrics=_eval_metrics, callbacks=callbacks, **optim)
+        compute_metrics=_eval_metrics, callbacks=callbacks, **extra)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
     train_seconds = time.perf_counter() - started
