@@ -230,6 +230,30 @@ def predict(
     typer.echo(f"scored {n} rows -> {output}")
 
 
+@app.command()
+def serve(
+    run_dir: Path = typer.Argument(..., help="A finished run dir or its ONNX export."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (default: this machine only)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    backend: str = typer.Option("auto", "--backend", help="torch, onnx (the run's export) or auto (as saved)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="FINPEFT_API_KEY",
+                                          help="Require this key in the X-API-Key header (or set FINPEFT_API_KEY)."),
+    max_texts: int = typer.Option(64, "--max-texts", min=1, help="Texts per request."),
+    max_chars: int = typer.Option(2000, "--max-chars", min=1, help="Characters per text."),
+    max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", min=1024),
+    max_batch: int = typer.Option(64, "--max-batch", min=1, help="Texts per forward pass (micro-batching)."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, help="How long a batch waits to fill."),
+    cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow this origin (repeatable; "
+                                                    "CORS is off by default)."),
+):
+    """REST API + web page: POST /v1/predict, GET /healthz /readyz /metrics /docs, and / to try it."""
+    from .serve import ServeSettings, serve as run_serve
+    settings = ServeSettings(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
+                             max_batch=max_batch, max_wait_ms=max_wait_ms, api_key=api_key or None,
+                             cors_origins=list(cors_origin or []))
+    run_serve(run_dir, host, port, backend, settings)
+
+
 @data_app.command("check")
 def data_check(
     dataset: str = typer.Argument(..., help="Catalog id or a CSV/TSV/JSONL/Parquet file or split folder."),
