@@ -83,6 +83,35 @@ def test_predict_file_streams_and_keeps_order(full_run, fpb_rows, tmp_path):
     assert np.allclose(out[["p_negative", "p_neutral", "p_positive"]].values[:5], direct, atol=1e-5)
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_predict_file_resumes_after_interruption(full_run, fpb_rows, tmp_path, suffix):
+    src = tmp_path / "in.csv"
+    fpb_rows.iloc[:150][["text", "label"]].assign(id=range(150)).to_csv(src, index=False)
+    predictor = finpeft.load(full_run)
+    whole = tmp_path / f"whole{suffix}"
+    predictor.predict_file(src, whole, chunk_size=40, progress=False)
+
+    calls, real = [], predictor.predict_proba
+
+    def stop_on_third_chunk(texts):
+        calls.append(len(texts))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(texts)
+
+    dst = tmp_path / f"out{suffix}"
+    predictor.predict_proba = stop_on_third_chunk
+    with pytest.raises(KeyboardInterrupt):
+        predictor.predict_file(src, dst, chunk_size=40, progress=False)
+    assert not dst.exists() and (tmp_path / f".out{suffix}.partial").is_file()  # nothing half-written at dst
+    calls.clear()
+    predictor.predict_proba = lambda texts: calls.append(len(texts)) or real(texts)
+    assert predictor.predict_file(src, dst, chunk_size=40, progress=False) == 150
+    assert calls == [40, 30]  # only the chunks not yet scored
+    assert dst.read_bytes() == whole.read_bytes()
+    assert not list(tmp_path.glob(".out*"))
+
+
 def test_lora_saves_adapter_with_head(lora_run):
     """peft loads the adapter dir over the backbone and gives the same predictions as finpeft (the trained
     classifier and pooler travel with the adapter, not a fresh random head)."""

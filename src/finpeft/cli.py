@@ -305,8 +305,8 @@ def main() -> None:
         print(f"finpeft: error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("finpeft: interrupted (train: continue with --resume; bench, tune, ablate: run the same command "
-              "again to continue)", file=sys.stderr)
+        print("finpeft: interrupted (train: continue with --resume; bench, tune, ablate, predict --input: run the "
+              "same command again to continue)", file=sys.stderr)
         sys.exit(130)
 
 
