@@ -136,10 +136,9 @@ def render(res: dict, seeds: list[int]) -> str:
 def write_doc(res: dict, seeds: list[int]) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2))
-    doc = DOC.read_text()
+    from finpeft.runs import publish_block
     block = render(res, seeds)
-    doc = doc[:doc.index(START)] + block + doc[doc.index(END) + len(END):] if START in doc else doc.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(doc)
+    publish_block(DOC, "bench_mamba", block[len(START):-len(END)])
 
 
 def main() -> None:

@@ -87,13 +87,8 @@ def main() -> None:
               "", "Per seed: " + "; ".join(
                   f"{n.split(' (')[0]} s{s}: acc {r['accuracy']:.4f}, {r['train_samples_per_second']:.1f}/s"
                   for n, rs in rows.items() for s, r in zip(args.seeds, rs)), END]
-    block = "\n".join(lines)
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    if START in text:
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(text, encoding="utf-8")
+    from finpeft.runs import publish_block
+    block = publish_block(DOC, "bench_train", "\n".join(lines[1:-1]))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "bench_train.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))

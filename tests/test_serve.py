@@ -204,3 +204,17 @@ def test_web_page_in_headless_chromium(full_run):
         driver.quit()
         server.should_exit = True
         thread.join(10)
+
+
+def test_serves_an_onnx_export(full_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from finpeft.onnx_backend import export_onnx
+    exported = export_onnx(full_run, tmp_path / "onnx")
+    assert resolve_model_dir(exported, "onnx") == exported
+    texts = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "Sales fell 20%."]
+    with TestClient(create_app(exported)) as c:
+        wait_ready(c)
+        body = c.post("/v1/predict", json={"texts": texts}).json()
+    assert body["model"]["backend"] == "onnx"
+    from finpeft import load
+    assert [p["label"] for p in body["predictions"]] == [p["label"] for p in load(full_run).predict(texts)]

@@ -231,6 +231,35 @@ def predict(
 
 
 @app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A finished run dir (methods full, head, lora, dora, mamba-adapter, "
+                                   "attention-adapter)."),
+    format: str = typer.Option("onnx", "--format", help="Export format: onnx."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: dynamic int8 weights (about 4x smaller)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder to write (default RUN_DIR/onnx, "
+                                          "or RUN_DIR/onnx-int8; an earlier export there is replaced)."),
+    parity_rows: int = typer.Option(256, "--parity-rows", min=0, help="Test rows on which to compare ONNX with the "
+                                    "torch model (0: skip)."),
+    parity_data: str = typer.Option("fpb", "--parity-data", help="Dataset whose test split the parity rows come from."),
+):
+    """Export a run to ONNX (model.onnx, tokenizer, run.json); predict, evaluate, serve and load take the folder."""
+    import json
+    from .onnx_backend import export_onnx
+    if format != "onnx":
+        raise FinpeftError(f"--format must be onnx, not {format!r}")
+    out = export_onnx(run_dir, output, quantize, parity_rows, parity_data, say=lambda m: typer.echo(f"[finpeft] {m}"))
+    info = json.loads((out / "run.json").read_text(encoding="utf-8"))["onnx"]
+    typer.echo(f"exported to {out} (model.onnx {(out / 'model.onnx').stat().st_size / 1e6:.1f} MB, "
+               f"{info['quantize'] or 'fp32'}, opset {info['opset']})")
+    p = info["parity"]
+    if p:
+        acc = lambda a: "n/a" if a is None else f"{a:.4f}"  # noqa: E731
+        typer.echo(f"parity on {p['rows']} {p['dataset']} {p['split']} rows: agreement {p['agreement']:.4f} | "
+                   f"max |prob diff| {p['max_abs_prob_diff']:.2e} | accuracy torch {acc(p['torch_accuracy'])}, "
+                   f"onnx {acc(p['onnx_accuracy'])}")
+
+
+@app.command()
 def serve(
     run_dir: Path = typer.Argument(..., help="A finished run dir or its ONNX export."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (default: this machine only)."),

@@ -37,7 +37,7 @@ from .anchors import anchors_for
 from .errors import FinpeftError
 from .methods import checked_method
 from .recipe import format_validation_error, load_recipe
-from .runs import write_atomic
+from .runs import publish_block, write_atomic
 
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
 COLUMNS = ("dataset", "method", "backbone", "seed", *METRICS, "trainable_params", "train_seconds", "epochs_run",
@@ -286,18 +286,11 @@ def publish(out: Path, doc: Path, name: str = "leaderboard") -> None:
     <!-- NAME:start --> and <!-- NAME:end --> (appended when the markers are absent). NAME: the grid's file
     name, so several grids publish into one doc side by side."""
     import shutil
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     body = (out / "leaderboard.md").read_text(encoding="utf-8")
     body = "\n".join("#" + l if l.startswith("#") else l for l in body.splitlines())
     for png in ("accuracy_vs_time.png", "accuracy_vs_params.png"):
         if (out / png).is_file():
             shutil.copyfile(out / png, doc.parent / f"{name}_{png}")
             body = body.replace(f"({png})", f"({name}_{png})")
-    block = f"{start}\n{body.strip()}\n{end}"
-    text = doc.read_text(encoding="utf-8") if doc.is_file() else ""
-    if start in text and end in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    write_atomic(doc, text)
+    publish_block(doc, name, body)
 

@@ -1,8 +1,10 @@
 """Load a saved run and score text: `finpeft.load(run_dir).predict([...])`, or whole files, streamed."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -19,7 +21,7 @@ def read_run_info(run_dir: str | Path) -> dict:
         assert {"labels", "artifact", "method", "backbone", "max_length"} <= set(info)
     except (OSError, ValueError, AssertionError):
         raise FinpeftError(f"{run_dir}: not a finpeft run dir (no readable run.json)") from None
-    if info["artifact"] != "ensemble" and not (Path(run_dir) / "model").is_dir():
+    if info["artifact"] not in ("ensemble", "onnx") and not (Path(run_dir) / "model").is_dir():
         raise FinpeftError(f"{run_dir}: the run dir has no model/ folder")
     return info
 
@@ -35,6 +37,11 @@ class Predictor:
         self.max_length = self.info["max_length"]
         self.batch_size = batch_size
         self._torch = torch
+        self.onnx = None
+        if self.info["artifact"] == "onnx":  # a `finpeft export` folder: onnxruntime, no torch model
+            from .onnx_backend import OnnxClassifier
+            self.members, self.onnx = None, OnnxClassifier(self.run_dir)
+            return
         if self.info["artifact"] == "ensemble":  # see ensemble.py: weighted mean of the members' probabilities
             self.members = [Predictor(self.run_dir / m, batch_size) for m in self.info["members"]]
             self.weights = np.asarray(self.info["weights"], dtype=np.float64)
@@ -51,6 +58,8 @@ class Predictor:
         if self.members:
             parts = [m.predict_proba(texts)[:, [m.labels.index(l) for l in self.labels]] for m in self.members]
             return np.tensordot(self.weights / self.weights.sum(), np.stack(parts), axes=1).astype(np.float32)
+        if self.onnx is not None:
+            return self.onnx.predict_proba(texts, self.max_length, self.batch_size)
         return predict_proba(self.model, self.tokenizer, texts, self.max_length, self.batch_size)
 
     def score(self, probs: np.ndarray) -> np.ndarray:
@@ -69,16 +78,30 @@ class Predictor:
 
     def predict_file(self, src: str | Path, dst: str | Path, text_column: str = "text",
                      chunk_size: int = 2048, progress: bool = True) -> int:
-        """Score a CSV/TSV/JSONL/Parquet file chunk by chunk (bounded memory) into a CSV/JSONL file, written
-        to a temp name and renamed at the end. Returns the number of rows scored."""
+        """Score a CSV/TSV/JSONL/Parquet file chunk by chunk (bounded memory, input order kept) into a CSV/JSONL
+        file. Rows go to a hidden `.NAME.partial` file, renamed to `dst` when all are scored. An interrupted run
+        leaves the partial file and a progress record: the same call again continues after the last whole
+        chunk. Returns the number of rows scored."""
         src, dst = Path(src), Path(dst)
         check_output_path(dst)
         tmp = dst.with_name(f".{dst.name}.partial")
-        n = 0
-        bar = _progress(progress)
+        record = dst.with_name(f".{dst.name}.partial.json")
+        job = {"source": str(src.resolve()), "source_bytes": src.stat().st_size if src.is_file() else None,
+               "source_mtime_ns": src.stat().st_mtime_ns if src.is_file() else None, "text_column": text_column,
+               "chunk_size": chunk_size, "model": str(self.run_dir.resolve())}
+        done = _resume_point(tmp, record, job)
+        n = done["rows"]
+        if n:
+            print(f"finpeft: resuming {dst}: {n} rows already scored", file=sys.stderr)
+        bar = _progress(progress, n)
         try:
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                for chunk in iter_chunks(src, chunk_size):
+            with open(tmp, "r+b" if n else "wb") as raw:
+                raw.truncate(done["bytes"])  # drop a chunk half-written when the last run stopped
+                raw.seek(done["bytes"])
+                f = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+                for k, chunk in enumerate(iter_chunks(src, chunk_size)):
+                    if k < n // chunk_size:
+                        continue
                     if text_column not in chunk.columns:
                         raise FinpeftError(f"{src}: no column {text_column!r} (found {', '.join(chunk.columns)}); "
                                            "set --text-column")
@@ -91,12 +114,40 @@ class Predictor:
                         chunk.to_csv(f, index=False, header=n == 0)
                     else:
                         chunk.to_json(f, orient="records", lines=True, force_ascii=False)
+                    f.flush()
                     n += len(chunk)
+                    _write_json(record, {**job, "rows": n, "bytes": raw.tell()})
                     bar(len(chunk))
-            os.replace(tmp, dst)
-        finally:
+                f.detach()
+        except BaseException:
+            if n == 0:  # nothing scored (bad input, or stopped in the first chunk): leave nothing behind
+                tmp.unlink(missing_ok=True)
+                record.unlink(missing_ok=True)
+            raise
+        if n == 0:
             tmp.unlink(missing_ok=True)
+            record.unlink(missing_ok=True)
+            raise FinpeftError(f"{src}: no rows to score")
+        os.replace(tmp, dst)
+        record.unlink(missing_ok=True)
         return n
+
+
+def _resume_point(tmp: Path, record: Path, job: dict) -> dict:
+    """Where an earlier, interrupted run of the same job stopped: rows and bytes written; else from zero."""
+    try:
+        prev = json.loads(record.read_text(encoding="utf-8"))
+        if tmp.is_file() and all(prev.get(k) == v for k, v in job.items()) and tmp.stat().st_size >= prev["bytes"]:
+            return {"rows": int(prev["rows"]), "bytes": int(prev["bytes"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return {"rows": 0, "bytes": 0}
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def check_output_path(dst: Path) -> None:
@@ -125,11 +176,11 @@ def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_siz
     return out
 
 
-def _progress(enabled: bool):
+def _progress(enabled: bool, initial: int = 0):
     if not enabled:
         return lambda k: None
     from tqdm.auto import tqdm
-    bar = tqdm(unit=" rows", desc="scoring")
+    bar = tqdm(unit=" rows", desc="scoring", initial=initial)
     return bar.update
 
 

@@ -65,6 +65,20 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def publish_block(doc: Path, name: str, body: str) -> str:
+    """Put `body` into a markdown doc between <!-- NAME:start --> and <!-- NAME:end --> (appended with the
+    markers when they are absent), so each benchmark rewrites only its own section. Returns the block."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body.strip()}\n{end}"
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Benchmarks\n"
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    write_atomic(doc, text)
+    return block
+
+
 def append_result(csv_path: Path, row: dict) -> None:
     """Append one row under an exclusive lock, rewriting via temp file + rename (never a torn file)."""
     csv_path.parent.mkdir(parents=True, exist_ok=True)

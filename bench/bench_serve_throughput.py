@@ -1,0 +1,147 @@
+"""Serving throughput on this CPU: a plain transformers pipeline vs finpeft's torch backend vs its ONNX exports
+(fp32 and dynamic int8), side by side in one process on the FPB test split (FinLoRA split, 1,212 rows).
+
+    FINPEFT_DATA_DIR=../shared/datasets python bench/bench_serve_throughput.py [RUN_DIR]
+
+RUN_DIR: a trained run (default: the FPB full fine-tune of the accuracy study). Its ONNX exports (RUN_DIR/onnx,
+RUN_DIR/onnx-int8) are made first when absent. Every backend gets the same texts, batch size, max length and
+thread count, one warm-up batch, then one timed pass. The full split writes the table into docs/benchmarks.md
+and bench/results/bench_serve_throughput.json; a partial run (--rows N) only prints it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+RESULTS = ROOT / "bench" / "results" / "bench_serve_throughput.json"
+START, END = "<!-- serve_throughput:start -->", "<!-- serve_throughput:end -->"
+DEFAULT_RUNS = [ROOT / "runs/accuracy-fpb/default/minilm-l6-s42",
+                ROOT / "runs/accuracy-fpb/fpb/full_default_recipe/minilm-l6-s42"]
+
+
+def fpb_test(rows: int | None):
+    from finpeft.data import load_dataset_splits
+    from finpeft.recipe import validate_recipe
+    test = load_dataset_splits(validate_recipe({"data": {"dataset": "fpb"}}).data).test
+    return test.iloc[:rows] if rows else test
+
+
+def pipeline_backend(run: Path, batch_size: int, max_length: int, labels: list[str]):
+    """transformers' text-classification pipeline as its docs show it: no length sorting."""
+    from transformers import pipeline
+    pipe = pipeline("text-classification", model=str(run / "model"), tokenizer=str(run / "model"), device=-1,
+                    top_k=None)
+
+    def proba(texts):
+        out = pipe(texts, batch_size=batch_size, truncation=True, max_length=max_length)
+        return np.array([[{d["label"]: d["score"] for d in row}[l] for l in labels] for row in out], dtype=np.float32)
+    return proba
+
+
+def timed(proba, texts: list[str], batch_size: int) -> tuple[np.ndarray, float]:
+    proba(texts[:batch_size])  # warm-up: first-call allocations, lazy inits
+    t0 = time.perf_counter()
+    probs = proba(texts)
+    return probs, time.perf_counter() - t0
+
+
+def size_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.suffix in (".onnx", ".safetensors")) / 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", nargs="?", type=Path, default=next((r for r in DEFAULT_RUNS if r.is_dir()), None))
+    ap.add_argument("--rows", type=int, default=None, help="Score only the first N test rows (a quick check).")
+    ap.add_argument("--batch-size", type=int, default=64)
+    args = ap.parse_args()
+    if args.run is None:
+        ap.error("no run dir given and none of the default runs exists")
+    import torch
+    import finpeft
+    from finpeft.onnx_backend import export_onnx
+    from finpeft.predict import read_run_info
+    from finpeft.runs import publish_block
+    from sklearn.metrics import f1_score
+
+    run = args.run.resolve()
+    info = read_run_info(run)
+    labels, max_length = info["labels"], info["max_length"]
+    df = fpb_test(args.rows)
+    texts, gold = df["text"].tolist(), np.array([labels.index(l) for l in df["label"]])
+    exports = {}
+    for q, sub in ((None, "onnx"), ("int8", "onnx-int8")):
+        if not (run / sub / "model.onnx").is_file():
+            print(f"exporting {run / sub}", flush=True)
+            export_onnx(run, run / sub, quantize=q, parity_rows=0)
+        exports[q] = run / sub
+
+    def finpeft_proba(path):
+        p = finpeft.load(path)
+        p.batch_size = args.batch_size
+        return p.predict_proba
+
+    backends = {}
+    if info["artifact"] == "hf":
+        backends["transformers pipeline (torch)"] = (pipeline_backend(run, args.batch_size, max_length, labels),
+                                                     size_mb(run / "model"))
+    backends["finpeft, torch backend"] = (finpeft_proba(run), size_mb(run / "model"))
+    backends["finpeft, ONNX fp32"] = (finpeft_proba(exports[None]), size_mb(exports[None]))
+    backends["finpeft, ONNX int8 (dynamic)"] = (finpeft_proba(exports["int8"]), size_mb(exports["int8"]))
+
+    rows, ref = {}, None
+    for name, (proba, mb) in backends.items():
+        probs, secs = timed(proba, texts, args.batch_size)
+        pred = probs.argmax(1)
+        ref = pred if name == "finpeft, torch backend" else ref
+        rows[name] = {"sentences_per_second": len(texts) / secs, "seconds": secs, "size_mb": mb,
+                      "accuracy": float((pred == gold).mean()),
+                      "macro_f1": float(f1_score(gold, pred, labels=list(range(len(labels))), average="macro")),
+                      "pred": pred}
+        print(f"{name}: {rows[name]['sentences_per_second']:.1f} sentences/s, accuracy {rows[name]['accuracy']:.4f}",
+              flush=True)
+    for r in rows.values():
+        r["agreement_with_torch"] = float((r.pop("pred") == ref).mean())
+
+    threads = torch.get_num_threads()
+    base = rows["finpeft, torch backend"]["sentences_per_second"]
+    cmd = "FINPEFT_DATA_DIR=../shared/datasets python bench/bench_serve_throughput.py" + \
+        (f" {args.run}" if args.run not in DEFAULT_RUNS else "") + (f" --rows {args.rows}" if args.rows else "")
+    lines = [START, f"### Serving throughput: pipeline vs finpeft torch vs ONNX ({date.today().isoformat()})", "",
+             f"Command: `{cmd}`  ",
+             f"Machine: {os.cpu_count()} CPU cores ({threads} thread{'s' * (threads > 1)} used by every backend), "
+             f"{platform.processor() or platform.machine()}, no GPU.  ",
+             f"Model: `{run.relative_to(ROOT) if run.is_relative_to(ROOT) else run}` ({info['method']}, "
+             f"{info['backbone']}). Data: FPB FinLoRA test split, {len(texts)} rows, max length {max_length}, "
+             f"batch {args.batch_size}; one warm-up batch, then one timed pass.", "",
+             "| backend | sentences/s | × torch backend | accuracy | macro-F1 | agreement with torch | model MB |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['sentences_per_second']:.1f} | {r['sentences_per_second'] / base:.2f} | "
+                     f"{r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['agreement_with_torch']:.4f} | "
+                     f"{r['size_mb']:.1f} |")
+    lines += ["", "The pipeline batches rows in input order (padding to the longest row of each batch); finpeft sorts "
+              "rows by length first. ONNX runs on onnxruntime's CPU provider (`finpeft export RUN --format onnx "
+              "[--quantize int8]`); int8 is dynamic quantization, per-channel int8 weights.", END]
+    block = "\n".join(lines)
+    print(block)
+    if args.rows:
+        print("(partial run: docs/benchmarks.md and bench/results left unchanged)")
+        return
+    publish_block(DOC, "serve_throughput", "\n".join(lines[1:-1]))
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({"date": date.today().isoformat(), "command": cmd, "run": str(run),
+                                   "rows": len(texts), "threads": threads, "backends": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
