@@ -2,6 +2,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -42,3 +43,65 @@ def test_registered_backbone_resolves_to_the_cache(smol_dir):
     from finpeft.backbones import resolve_backbone
     assert Path(resolve_backbone("smollm2-135m")) == smol_dir
     assert Path(os.environ["FINPEFT_MODEL_CACHE"]) in smol_dir.parents
+
+
+@pytest.fixture(scope="module")
+def smol(smol_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    return AutoTokenizer.from_pretrained(smol_dir), AutoModelForCausalLM.from_pretrained(smol_dir)
+
+
+def test_task_renders_with_chat_template_and_shots(smol, fpb_rows):
+    from finpeft.llm.tasks import load_task, render_prompt
+    tok, _ = smol
+    task = load_task("fpb")
+    rows = fpb_rows.to_dict("records")
+    prompt = render_prompt(task, tok, rows[0], shots=rows[1:3])
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert prompt.count(task.instruction) == 3 and prompt.rindex(rows[0]["text"]) > prompt.rindex(rows[2]["text"])
+    for shot in rows[1:3]:  # each shot is answered by its gold verbaliser
+        assert f"Text: {shot['text']}<|im_end|>\n<|im_start|>assistant\n{shot['label']}<|im_end|>" in prompt
+
+
+def test_bad_tasks_are_one_line_errors(tmp_path):
+    from finpeft.errors import FinpeftError
+    from finpeft.llm.tasks import load_task
+    with pytest.raises(FinpeftError, match="unknown task"):
+        load_task("nope")
+    bad = tmp_path / "t.yaml"
+    bad.write_text("name: x\ndataset: fpb\ninstruction: hi\n")  # neither choices nor answer_column
+    with pytest.raises(FinpeftError, match="either choices"):
+        load_task(str(bad))
+
+
+def test_loss_is_on_answer_tokens_only(smol):
+    from finpeft.llm.tasks import IGNORE, encode_example
+    tok, _ = smol
+    ex = encode_example(tok, "<|im_start|>user\nSentiment?<|im_end|>\n<|im_start|>assistant\n", "negative", 64)
+    supervised = [t for t, l in zip(ex["input_ids"], ex["labels"]) if l != IGNORE]
+    assert tok.decode(supervised) == "negative<|im_end|>"
+    assert ex["labels"][:len(ex["input_ids"]) - len(supervised)] == [IGNORE] * (len(ex["input_ids"]) - len(supervised))
+    short = encode_example(tok, "word " * 100, "positive", 16)  # the prompt is cut, never the answer
+    assert len(short["input_ids"]) == 16 and tok.decode([t for t, l in zip(short["input_ids"], short["labels"])
+                                                          if l != IGNORE]) == "positive<|im_end|>"
+
+
+def test_constrained_scorer_matches_per_choice_likelihood(smol, fpb_rows):
+    """Batched, padded scoring = the log-likelihood of each prompt + choice computed alone; argmax is the
+    label the scorer picks."""
+    from finpeft.llm.scorer import choice_logprobs
+    from finpeft.llm.tasks import load_task, render_prompt
+    tok, model = smol
+    task = load_task("fpb")
+    prompts = [render_prompt(task, tok, r) for r in fpb_rows.iloc[:3].to_dict("records")]
+    choices = list(task.choices.values())
+    got = choice_logprobs(model, tok, prompts, choices, batch_size=4)
+    for i, p in enumerate(prompts):
+        for j, c in enumerate(choices):
+            p_ids = tok(p, add_special_tokens=False)["input_ids"]
+            c_ids = tok(c, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logp = torch.log_softmax(model(torch.tensor([p_ids + c_ids])).logits[0], -1)
+            want = sum(logp[len(p_ids) + t - 1, c_ids[t]].item() for t in range(len(c_ids)))
+            assert got[i, j] == pytest.approx(want, abs=1e-3)
+    assert got.shape == (3, 3) and np.isfinite(got).all()
