@@ -67,12 +67,13 @@ async def load(url: str, texts: list[str], n: int, concurrency: int, time_limit:
             "rps": statuses.get(200, 0) / wall, "wall_s": wall}
 
 
-def mean_batch(url: str) -> float:
+def batch_totals(url: str) -> tuple[float, float]:
+    """(texts, forward passes) so far, from the server's /metrics."""
     import httpx
     text = httpx.get(url + "/metrics", timeout=10).text
     s = float(re.search(r"^finpeft_batch_size_sum ([\d.e+]+)", text, re.M).group(1))
     c = float(re.search(r"^finpeft_batch_size_count ([\d.e+]+)", text, re.M).group(1))
-    return s / c if c else float("nan")
+    return s, c
 
 
 def run_backend(run: Path, backend: str, texts: list[str], args) -> dict:
@@ -94,8 +95,10 @@ def run_backend(run: Path, backend: str, texts: list[str], args) -> dict:
                 raise SystemExit(f"{backend}: server did not become ready")
             time.sleep(0.5)
         asyncio.run(load(url, texts, 100, args.concurrency, 60))  # warm-up, not counted
+        s0, c0 = batch_totals(url)
         res = asyncio.run(load(url, texts, args.requests, args.concurrency, args.time_limit))
-        return {**res, "mean_batch": mean_batch(url)}
+        s1, c1 = batch_totals(url)
+        return {**res, "mean_batch": (s1 - s0) / (c1 - c0) if c1 > c0 else float("nan")}
     finally:
         server.terminate()
         try:

@@ -70,7 +70,7 @@ def main() -> None:
     import finpeft
     from finpeft.onnx_backend import export_onnx
     from finpeft.predict import read_run_info
-    from finpeft.runs import publish_block
+    from finpeft.runs import publish_block, write_atomic
     from sklearn.metrics import f1_score
 
     run = args.run.resolve()
@@ -139,8 +139,8 @@ def main() -> None:
         return
     publish_block(DOC, "serve_throughput", "\n".join(lines[1:-1]))
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"date": date.today().isoformat(), "command": cmd, "run": str(run),
-                                   "rows": len(texts), "threads": threads, "backends": rows}, indent=2))
+    write_atomic(RESULTS, json.dumps({"date": date.today().isoformat(), "command": cmd, "run": str(run),
+                                      "rows": len(texts), "threads": threads, "backends": rows}, indent=2))
 
 
 if __name__ == "__main__":

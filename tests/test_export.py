@@ -72,6 +72,14 @@ def test_frozen_encoder_head_exports(tmp_path):
     assert par["agreement"] == 1.0 and par["max_abs_prob_diff"] < 1e-4, par
 
 
+def test_export_refused_under_min_agreement(full_run, tmp_path):
+    from finpeft.errors import FinpeftError
+    from finpeft.onnx_backend import export_onnx
+    with pytest.raises(FinpeftError, match="agrees with torch"):
+        export_onnx(full_run, tmp_path / "strict", quantize="int8", parity_rows=32, min_agreement=1.01)
+    assert not list(tmp_path.iterdir())  # nothing written, no temp folder left
+
+
 def test_bad_input_is_a_finpeft_error(full_run, full_onnx, tmp_path):
     from finpeft.errors import FinpeftError
     from finpeft.onnx_backend import export_onnx

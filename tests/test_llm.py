@@ -105,3 +105,47 @@ def test_constrained_scorer_matches_per_choice_likelihood(smol, fpb_rows):
             want = sum(logp[len(p_ids) + t - 1, c_ids[t]].item() for t in range(len(c_ids)))
             assert got[i, j] == pytest.approx(want, abs=1e-3)
     assert got.shape == (3, 3) and np.isfinite(got).all()
+
+
+@pytest.fixture(scope="module")
+def llm_run(smol_dir, tmp_path_factory):
+    from finpeft.llm.train import load_llm_recipe, train_llm
+    recipe = load_llm_recipe(None, ["train.max_train_samples=16", "train.max_steps=3", "train.batch_size=4",
+                                    "train.max_eval_samples=8", "max_length=128", "train.lr=1e-3"])
+    return train_llm(recipe, tmp_path_factory.mktemp("llm") / "run")
+
+
+def test_lora_steps_on_fpb_save_and_reload(llm_run):
+    import json
+    from finpeft.llm.tasks import load_task
+    from finpeft.llm.train import load_llm_run, score_task, task_splits
+    assert {"model", "run.json", "metrics.json", "report.md", "recipe.yaml"} <= {p.name for p in llm_run.iterdir()}
+    tok, model, info = load_llm_run(llm_run)
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # B starts at zero: the steps moved it
+    task = load_task("fpb")
+    _, m = score_task(model, tok, task, task_splits(task, 42).test.iloc[:8], [], 128)
+    saved = json.loads((llm_run / "metrics.json").read_text())["fpb"]
+    assert m["confusion_matrix"] == saved["confusion_matrix"]  # the reloaded adapter predicts as the trained one
+
+
+def test_merged_adapter_gives_same_logits(llm_run):
+    from finpeft.llm.train import load_llm_run
+    tok, model, _ = load_llm_run(llm_run)
+    ids = tok(["Operating profit rose to EUR 13.1 mn."], return_tensors="pt")
+    with torch.no_grad():
+        want = model(**ids).logits
+        got = model.merge_and_unload()(**ids).logits
+    assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_llm_cli_zero_shot_and_bad_task(smol_dir):
+    import subprocess
+    import sys
+    ok = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "evaluate", "--task", "fpb", "--max-samples", "6"],
+                        capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr[-500:]
+    assert "fpb (test, n=6, 0-shot): accuracy" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "evaluate", "--task", "nope"],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "unknown task" in bad.stderr

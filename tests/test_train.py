@@ -112,6 +112,32 @@ def test_predict_file_resumes_after_interruption(full_run, fpb_rows, tmp_path, s
     assert not list(tmp_path.glob(".out*"))
 
 
+def test_predict_file_resume_never_duplicates_rows(full_run, fpb_rows, tmp_path, monkeypatch):
+    """JSONL with a blank line (pandas yields a short chunk midway), stopped after the last chunk but before
+    the rename: the rerun neither rescores nor repeats rows."""
+    import os
+    rows = fpb_rows.iloc[:10][["text"]].assign(id=range(10)).to_dict("records")
+    src = tmp_path / "in.jsonl"
+    lines = [json.dumps(r) for r in rows]
+    src.write_text("\n".join(lines[:3] + [""] + lines[3:]) + "\n")
+    predictor, dst = finpeft.load(full_run), tmp_path / "out.csv"
+    real_replace = os.replace
+
+    def stop_before_rename(a, b):
+        if str(b) == str(dst):
+            raise KeyboardInterrupt
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "replace", stop_before_rename)
+    with pytest.raises(KeyboardInterrupt):
+        predictor.predict_file(src, dst, chunk_size=4, progress=False)
+    monkeypatch.setattr(os, "replace", real_replace)
+    calls, real = [], predictor.predict_proba
+    predictor.predict_proba = lambda texts: calls.append(len(texts)) or real(texts)
+    assert predictor.predict_file(src, dst, chunk_size=4, progress=False) == 10
+    assert calls == [] and pd.read_csv(dst)["id"].tolist() == list(range(10))
+
+
 def test_lora_saves_adapter_with_head(lora_run):
     """peft loads the adapter dir over the backbone and gives the same predictions as finpeft (the trained
     classifier and pooler travel with the adapter, not a fresh random head)."""

@@ -14,6 +14,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Fine-tune, evaluate and use financial-text classifiers (CPU first, offline).")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
+llm_app = typer.Typer(no_args_is_help=True, help="Instruction-tune and score causal LMs (SmolLM2 offline).")
+app.add_typer(llm_app, name="llm")
 
 
 @app.command(context_settings={"allow_extra_args": False})
@@ -241,13 +243,17 @@ def export(
     parity_rows: int = typer.Option(256, "--parity-rows", min=0, help="Test rows on which to compare ONNX with the "
                                     "torch model (0: skip)."),
     parity_data: str = typer.Option("fpb", "--parity-data", help="Dataset whose test split the parity rows come from."),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", min=0, max=1,
+                                                  help="Refuse the export under this argmax agreement with torch "
+                                                  "(default 0.99 fp32, 0.9 int8)."),
 ):
     """Export a run to ONNX (model.onnx, tokenizer, run.json); predict, evaluate, serve and load take the folder."""
     import json
     from .onnx_backend import export_onnx
     if format != "onnx":
         raise FinpeftError(f"--format must be onnx, not {format!r}")
-    out = export_onnx(run_dir, output, quantize, parity_rows, parity_data, say=lambda m: typer.echo(f"[finpeft] {m}"))
+    out = export_onnx(run_dir, output, quantize, parity_rows, parity_data, say=lambda m: typer.echo(f"[finpeft] {m}"),
+                      min_agreement=min_agreement)
     info = json.loads((out / "run.json").read_text(encoding="utf-8"))["onnx"]
     typer.echo(f"exported to {out} (model.onnx {(out / 'model.onnx').stat().st_size / 1e6:.1f} MB, "
                f"{info['quantize'] or 'fp32'}, opset {info['opset']})")
@@ -281,6 +287,43 @@ def serve(
                              max_batch=max_batch, max_wait_ms=max_wait_ms, api_key=api_key or None,
                              cors_origins=list(cors_origin or []))
     run_serve(run_dir, host, port, backend, settings)
+
+
+@llm_app.command("train")
+def llm_train(
+    recipe: Optional[str] = typer.Argument(None, help="LLM recipe YAML (default: smollm2-135m, LoRA, task fpb)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value, e.g. tasks=[fpb,tfns] method=dora shots=3"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run dir (default runs/llm-...-s<seed>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run dir."),
+):
+    """LoRA / rsLoRA / DoRA instruction tuning (loss on answer tokens), then per-task test scores."""
+    from .llm.train import load_llm_recipe, train_llm
+    recipe, items = _recipe_and_overrides(recipe, overrides)
+    out = train_llm(load_llm_recipe(recipe, items), output, overwrite)
+    typer.echo((out / "report.md").read_text(encoding="utf-8"))
+
+
+@llm_app.command("evaluate")
+def llm_evaluate(
+    run_dir: Optional[Path] = typer.Argument(None, help="An LLM run dir (omit to score the plain --backbone)."),
+    task: List[str] = typer.Option(["fpb"], "--task", help="Task name or YAML (repeatable)."),
+    backbone: str = typer.Option("smollm2-135m", "--backbone", help="Without RUN_DIR: the untuned model to score."),
+    shots: int = typer.Option(0, "--shots", min=0, help="Few-shot examples from the task's train split."),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="Score the first N test rows."),
+    max_length: int = typer.Option(512, "--max-length", min=16),
+    seed: int = typer.Option(42, "--seed", help="Picks the few-shot examples."),
+):
+    """Zero-shot / few-shot / tuned scores on the tasks' test splits by constrained label scoring."""
+    from .llm.tasks import load_task
+    from .llm.train import load_backbone, load_llm_run, pick_shots, score_task, task_splits
+    tasks = [load_task(t) for t in task]
+    tok, model = (load_llm_run(run_dir)[:2]) if run_dir else load_backbone(backbone)
+    for t in tasks:
+        data = task_splits(t, seed)
+        test = data.test.iloc[:max_samples] if max_samples else data.test
+        _, m = score_task(model, tok, t, test, pick_shots(data.train, t, shots, seed), max_length)
+        typer.echo(f"{t.name} (test, n={m['n']}, {shots}-shot): accuracy {m['accuracy']:.4f} | macro-F1 "
+                   f"{m['macro_f1']:.4f} | weighted-F1 {m['weighted_f1']:.4f}")
 
 
 @data_app.command("check")

@@ -18,6 +18,7 @@ from unittest import mock
 import numpy as np
 
 from .errors import FinpeftError
+from .runs import finish
 
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -137,11 +138,16 @@ def _quantize_int8(src: Path, dst: Path) -> None:
         logging.disable(logging.NOTSET)
 
 
+MIN_AGREEMENT = {None: 0.99, "int8": 0.9}  # argmax agreement with torch below which an export is refused
+
+
 def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize: str | None = None,
-                parity_rows: int = 0, parity_data: str = "fpb", say=lambda msg: None) -> Path:
+                parity_rows: int = 0, parity_data: str = "fpb", say=lambda msg: None,
+                min_agreement: float | None = None) -> Path:
     """Export a run to an ONNX folder (default RUN_DIR/onnx, or RUN_DIR/onnx-int8; an earlier export there is
     replaced); returns the folder. parity_rows > 0: compare with the torch model on that many test rows of
-    `parity_data` and store the numbers in the folder's run.json."""
+    `parity_data`, store the numbers in the folder's run.json, and refuse the export (nothing written) when the
+    argmax agreement is under `min_agreement` (default 0.99 for fp32, 0.9 for int8)."""
     from .predict import read_run_info
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
@@ -194,11 +200,16 @@ def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize:
             say(f"parity check on {parity_rows} {parity_data} test rows")
             # A peft run is compared unmerged (re-loaded), so the merge is checked too.
             reuse = None if info["artifact"] == "peft" else (tokenizer, model)
-            exported["onnx"]["parity"] = parity(run_dir, work, parity_data, "test", parity_rows, torch_model=reuse)
+            par = parity(run_dir, work, parity_data, "test", parity_rows, torch_model=reuse)
+            exported["onnx"]["parity"] = par
+            floor = MIN_AGREEMENT[quantize] if min_agreement is None else min_agreement
+            if par["agreement"] < floor:
+                raise FinpeftError(f"{run_dir}: the ONNX model agrees with torch on {par['agreement']:.3f} of "
+                                   f"{par['rows']} {parity_data} test rows, under {floor}; nothing written")
             (work / "run.json").write_text(json.dumps(exported, indent=2), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(work, out)
+        elif quantize:  # not compared: at least run the quantised graph once
+            OnnxClassifier(work).predict_proba(["Operating profit rose.", "Sales fell."], info["max_length"])
+        finish(work, out)  # an earlier export there is moved aside first, never lost midway
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out

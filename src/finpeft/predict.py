@@ -88,7 +88,7 @@ class Predictor:
         record = dst.with_name(f".{dst.name}.partial.json")
         job = {"source": str(src.resolve()), "source_bytes": src.stat().st_size if src.is_file() else None,
                "source_mtime_ns": src.stat().st_mtime_ns if src.is_file() else None, "text_column": text_column,
-               "chunk_size": chunk_size, "model": str(self.run_dir.resolve())}
+               "chunk_size": chunk_size, "model": model_fingerprint(self.run_dir)}
         done = _resume_point(tmp, record, job)
         n = done["rows"]
         if n:
@@ -100,7 +100,7 @@ class Predictor:
                 raw.seek(done["bytes"])
                 f = io.TextIOWrapper(raw, encoding="utf-8", newline="")
                 for k, chunk in enumerate(iter_chunks(src, chunk_size)):
-                    if k < n // chunk_size:
+                    if k < done["chunks"]:  # by chunk, not row count: a reader may yield short chunks midway
                         continue
                     if text_column not in chunk.columns:
                         raise FinpeftError(f"{src}: no column {text_column!r} (found {', '.join(chunk.columns)}); "
@@ -116,7 +116,7 @@ class Predictor:
                         chunk.to_json(f, orient="records", lines=True, force_ascii=False)
                     f.flush()
                     n += len(chunk)
-                    _write_json(record, {**job, "rows": n, "bytes": raw.tell()})
+                    _write_json(record, {**job, "rows": n, "chunks": k + 1, "bytes": raw.tell()})
                     bar(len(chunk))
                 f.detach()
         except BaseException:
@@ -138,10 +138,23 @@ def _resume_point(tmp: Path, record: Path, job: dict) -> dict:
     try:
         prev = json.loads(record.read_text(encoding="utf-8"))
         if tmp.is_file() and all(prev.get(k) == v for k, v in job.items()) and tmp.stat().st_size >= prev["bytes"]:
-            return {"rows": int(prev["rows"]), "bytes": int(prev["bytes"])}
+            return {"rows": int(prev["rows"]), "chunks": int(prev["chunks"]), "bytes": int(prev["bytes"])}
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    return {"rows": 0, "bytes": 0}
+    return {"rows": 0, "chunks": 0, "bytes": 0}
+
+
+def model_fingerprint(run_dir: Path) -> str:
+    """Path + size and mtime of every weight/config file: a model retrained or re-exported in place is another
+    model, and a resumed output must not mix two models' scores."""
+    import hashlib
+    h = hashlib.sha256(str(run_dir.resolve()).encode())
+    files = [run_dir / "run.json", run_dir / "model.onnx", *run_dir.glob("model/**/*"), *run_dir.glob("*/model/**/*")]
+    for p in sorted(files):  # the model's own files (ensemble members too), not eval/ or onnx/ beside it
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{p.relative_to(run_dir)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
 
 
 def _write_json(path: Path, obj: dict) -> None:

@@ -127,7 +127,8 @@ def load_backbone(name: str):
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError) as e:
-        raise FinpeftError(f"backbone {name}: cannot be loaded as a causal LM ({str(e).splitlines()[0][:160]})") from None
+        why = str(e).splitlines()[0][:160]
+        raise FinpeftError(f"backbone {name}: cannot be loaded as a causal LM ({why})") from None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok, model
@@ -205,8 +206,8 @@ def train_llm(recipe: LLMRecipe, output: str | Path | None = None, overwrite: bo
 
 def render_report(info: dict, metrics: dict) -> str:
     lines = [f"# {info['method']} on {info['backbone']} ({info['date']})", "",
-             f"Trainable parameters {info['trainable_params']:,}; train {info['train_seconds']} s; seed {info['seed']}; "
-             f"{info['shots']}-shot prompts at evaluation.", "",
+             f"Trainable parameters {info['trainable_params']:,}; train {info['train_seconds']} s; "
+             f"seed {info['seed']}; {info['shots']}-shot prompts at evaluation.", "",
              "| task | n | accuracy | macro-F1 | weighted-F1 |", "|---|---|---|---|---|"]
     lines += [f"| {t} | {m['n']} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['weighted_f1']:.4f} |"
               for t, m in metrics.items()]
