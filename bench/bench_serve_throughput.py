@@ -5,7 +5,7 @@
 
 RUN_DIR: a trained run (default: the FPB full fine-tune of the accuracy study). Its ONNX exports (RUN_DIR/onnx,
 RUN_DIR/onnx-int8) are made first when absent. Every backend gets the same texts, batch size, max length and
-thread count, one warm-up batch, then one timed pass. The full split writes the table into docs/benchmarks.md
+thread count, one warm-up pass, then one timed pass. The full split writes the table into docs/benchmarks.md
 and bench/results/bench_serve_throughput.json; a partial run (--rows N) only prints it.
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def pipeline_backend(run: Path, batch_size: int, max_length: int, labels: list[s
 
 
 def timed(proba, texts: list[str], batch_size: int) -> tuple[np.ndarray, float]:
-    proba(texts[:batch_size])  # warm-up: first-call allocations, lazy inits
+    proba(texts)  # warm-up pass: first-call allocations and per-shape setup (onnxruntime) are not timed
     t0 = time.perf_counter()
     probs = proba(texts)
     return probs, time.perf_counter() - t0
@@ -122,7 +122,7 @@ def main() -> None:
              f"{platform.processor() or platform.machine()}, no GPU.  ",
              f"Model: `{run.relative_to(ROOT) if run.is_relative_to(ROOT) else run}` ({info['method']}, "
              f"{info['backbone']}). Data: FPB FinLoRA test split, {len(texts)} rows, max length {max_length}, "
-             f"batch {args.batch_size}; one warm-up batch, then one timed pass.", "",
+             f"batch {args.batch_size}; one warm-up pass, then one timed pass.", "",
              "| backend | sentences/s | × torch backend | accuracy | macro-F1 | agreement with torch | model MB |",
              "|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
