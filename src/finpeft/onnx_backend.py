@@ -282,13 +282,10 @@ class OnnxClassifier:
 
     def predict_proba(self, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
         """(n, n_labels) float32 probabilities in input order; batches sorted by length, as predict.predict_proba."""
-        texts = [str(t) for t in texts]
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        from .predict import length_sorted_batches
         out = np.zeros((len(texts), self.n_labels), dtype=np.float32)
-        for i in range(0, len(texts), batch_size):
-            idx = order[i:i + batch_size]
-            enc = self.tokenizer([texts[j] for j in idx], truncation=True, max_length=max_length, padding=True,
-                                 return_tensors="np")
+        for idx, batch in length_sorted_batches(texts, batch_size):
+            enc = self.tokenizer(batch, truncation=True, max_length=max_length, padding=True, return_tensors="np")
             logits = self.session.run(None, {n: enc[n].astype(np.int64) for n in self.inputs})[0].astype(np.float64)
             e = np.exp(logits - logits.max(1, keepdims=True))
             out[idx] = e / e.sum(1, keepdims=True)

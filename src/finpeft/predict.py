@@ -173,20 +173,26 @@ def check_output_path(dst: Path) -> None:
 def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
     """Class probabilities in input order; batches are sorted by length so little is spent on padding."""
     import torch
-    texts = [str(t) for t in texts]
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    n_labels = model.config.num_labels
-    out = np.zeros((len(texts), n_labels), dtype=np.float32)
+    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     was_training = model.training
     model.eval()
     with torch.inference_mode():
-        for i in range(0, len(texts), batch_size):
-            idx = order[i:i + batch_size]
-            enc = tokenizer([texts[j] for j in idx], truncation=True, max_length=max_length, padding=True,
+        for idx, batch in length_sorted_batches(texts, batch_size):
+            enc = tokenizer(batch, truncation=True, max_length=max_length, padding=True,
                             return_tensors="pt").to(model.device)
             out[idx] = torch.softmax(model(**enc).logits.float(), -1).cpu().numpy()
     model.train(was_training)
     return out
+
+
+def length_sorted_batches(texts: list[str], batch_size: int) -> Iterator[tuple[np.ndarray, list[str]]]:
+    """(row indices, texts) batches of similar length, so little is spent on padding; callers write results
+    back at the indices, which keeps input order."""
+    texts = [str(t) for t in texts]
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    for i in range(0, len(texts), batch_size):
+        idx = order[i:i + batch_size]
+        yield idx, [texts[j] for j in idx]
 
 
 def _progress(enabled: bool, initial: int = 0):
