@@ -296,11 +296,29 @@ def llm_train(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run dir (default runs/llm-...-s<seed>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run dir."),
 ):
-    """LoRA / rsLoRA / DoRA instruction tuning (loss on answer tokens), then per-task test scores."""
+    """LoRA / rsLoRA / DoRA / QLoRA (CUDA) instruction tuning on one or several mixed tasks (loss on answer tokens), then per-task test scores."""
     from .llm.train import load_llm_recipe, train_llm
     recipe, items = _recipe_and_overrides(recipe, overrides)
     out = train_llm(load_llm_recipe(recipe, items), output, overwrite)
     typer.echo((out / "report.md").read_text(encoding="utf-8"))
+
+
+@llm_app.command("compare")
+def llm_compare(
+    recipe: Optional[str] = typer.Argument(None, help="LLM recipe YAML with several tasks."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value, e.g. tasks=[fpb,tfns,fiqa-sa] "
+                                                    "mixing.strategy=balanced"),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the runs and compare.md (resumes)."),
+):
+    """Each task trained alone vs all tasks mixed: per-task scores side by side (negative transfer)."""
+    from .llm.compare import compare_single_multi
+    from .llm.train import load_llm_recipe
+    recipe, items = _recipe_and_overrides(recipe, overrides)
+    r = load_llm_recipe(recipe, items)
+    if len(r.tasks) < 2:
+        raise FinpeftError("compare needs at least two tasks, e.g. tasks=[fpb,tfns]")
+    out = compare_single_multi(r, output, echo=lambda m: typer.echo(f"[finpeft] {m}", err=True))
+    typer.echo((out / "compare.md").read_text(encoding="utf-8"))
 
 
 @llm_app.command("evaluate")
@@ -311,19 +329,91 @@ def llm_evaluate(
     shots: int = typer.Option(0, "--shots", min=0, help="Few-shot examples from the task's train split."),
     max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="Score the first N test rows."),
     max_length: int = typer.Option(512, "--max-length", min=16),
-    seed: int = typer.Option(42, "--seed", help="Picks the few-shot examples."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Free-text tasks "
+                                                 "(default: the task's)."),
+    sample: bool = typer.Option(False, "--sample", help="Free-text tasks: sample instead of greedy decoding."),
+    seed: int = typer.Option(42, "--seed", help="Picks the few-shot examples (and seeds sampling)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
 ):
-    """Zero-shot / few-shot / tuned scores on the tasks' test splits by constrained label scoring."""
+    """Zero-shot / few-shot / tuned scores on the tasks' test splits (label scoring or generation)."""
+    import json
+    from transformers import set_seed
+    from .llm.data import task_splits
+    from .llm.generate import GenerationSettings
     from .llm.tasks import load_task
-    from .llm.train import load_backbone, load_llm_run, pick_shots, score_task, task_splits
+    from .llm.train import evaluate_task, headline, load_backbone, load_llm_run, pick_shots
     tasks = [load_task(t) for t in task]
+    splits = {t.name: task_splits(t) for t in tasks}  # data problems surface before the model loads
     tok, model = (load_llm_run(run_dir)[:2]) if run_dir else load_backbone(backbone)
+    generation = GenerationSettings(max_new_tokens=max_new_tokens, do_sample=sample)
+    results = {}
     for t in tasks:
-        data = task_splits(t, seed)
-        test = data.test.iloc[:max_samples] if max_samples else data.test
-        _, m = score_task(model, tok, t, test, pick_shots(data.train, t, shots, seed), max_length)
-        typer.echo(f"{t.name} (test, n={m['n']}, {shots}-shot): accuracy {m['accuracy']:.4f} | macro-F1 "
-                   f"{m['macro_f1']:.4f} | weighted-F1 {m['weighted_f1']:.4f}")
+        set_seed(seed)
+        test = splits[t.name].test.iloc[:max_samples] if max_samples else splits[t.name].test
+        _, results[t.name] = evaluate_task(model, tok, t, test, pick_shots(splits[t.name].train, t, shots, seed),
+                                           max_length, generation)
+        typer.echo(f"{t.name} (test, n={results[t.name]['n']}, {shots}-shot): {headline(results[t.name])}")
+    if json_out:
+        from .runs import write_atomic
+        write_atomic(json_out, json.dumps({"model": str(run_dir or backbone), "shots": shots, "seed": seed,
+                                           "metrics": results}, indent=2))
+
+
+@llm_app.command("predict")
+def llm_predict(
+    run_dirs: List[Path] = typer.Argument(..., help="LLM run dirs (adapters of one backbone), loaded once."),
+    adapter: Optional[str] = typer.Option(None, "--adapter", help="Which adapter answers (a run dir's name; "
+                                          "default the first; 'base' = no adapter)."),
+    text: Optional[List[str]] = typer.Option(None, "--text", "-t", help="Text to answer (repeatable)."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="CSV/JSONL file; an `adapter` column picks "
+                                         "the adapter per row."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where --input's predictions go (CSV)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
+):
+    """Answer with one of several adapters on one base, switched per request (or per row of --input)."""
+    import pandas as pd
+    from .llm.generate import GenerationSettings
+    from .llm.predict import LLMPredictor
+    if bool(text) == bool(input):
+        raise FinpeftError("give either --text (repeatable) or --input FILE --output FILE")
+    if input and not output:
+        raise FinpeftError("--input needs --output")
+    if input:
+        from .data.load import read_table
+        rows = read_table(input)
+    predictor = LLMPredictor(run_dirs)
+    names = {None if a == "base" else a for a in ([adapter] if adapter else [predictor.adapters[0]])}
+    if input and "adapter" in rows:
+        names = {None if a == "base" else a for a in rows["adapter"].unique()}
+    for a in names - {None}:
+        if a not in predictor.adapters:
+            raise FinpeftError(f"unknown adapter {a!r}: loaded {', '.join(predictor.adapters)}")
+    generation = GenerationSettings(max_new_tokens=max_new_tokens)
+    if text:
+        a = names.pop()
+        for _, r in predictor.predict(text, a, generation=generation).iterrows():
+            typer.echo(f"[{r['adapter']}] {r['prediction']}\t{r['input']}")
+        return
+    parts = []
+    for a in names:
+        mine = rows if "adapter" not in rows else rows[rows["adapter"].map(lambda v: None if v == "base" else v) == a]
+        parts.append(predictor.predict(mine.drop(columns=["adapter"], errors="ignore"), a, generation=generation)
+                     .set_index(mine.index))
+    from .runs import write_atomic
+    result = pd.concat(parts).sort_index()
+    write_atomic(output, result.to_csv(index=False))
+    typer.echo(f"{len(result)} predictions -> {output}")
+
+
+@llm_app.command("merge")
+def llm_merge(
+    run_dir: Path = typer.Argument(..., help="An LLM run dir (LoRA / rsLoRA / DoRA adapter)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Model dir to write (usable as backbone=...)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dir."),
+):
+    """Fold the adapter into the base weights: a standalone transformers model (safetensors)."""
+    from .llm.train import merge_run
+    typer.echo(f"merged model -> {merge_run(run_dir, output, overwrite)}")
 
 
 @data_app.command("check")

@@ -1,8 +1,9 @@
-"""Instruction-tune a causal LM with LoRA / rsLoRA / DoRA (peft) on classification tasks, and score it (or the
-untuned backbone, zero- or few-shot) by constrained label scoring.
+"""Instruction-tune a causal LM with LoRA / rsLoRA / DoRA / QLoRA (peft) on one or several tasks, and score it
+(or the untuned backbone, zero- or few-shot): classification by constrained label scoring, free text by
+generation + ROUGE / exact match / token F1.
 
 Run dir: model/ (the PEFT adapter + tokenizer), recipe.yaml, run.json (artifact "llm"), metrics.json (per task),
-report.md. Loss is on answer tokens only (tasks.encode_example).
+predictions/<task>.csv, report.md. Loss is on answer tokens only (tasks.encode_example).
 """
 from __future__ import annotations
 
@@ -14,14 +15,18 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .. import __version__
 from ..errors import FinpeftError
 from ..recipe import apply_overrides, format_validation_error
 from ..runs import default_output, finish, prepare, write_atomic
-from .tasks import Task, load_task, render_prompt, encode_example
+from .data import TaskSplits, task_splits
+from .generate import GenerationSettings, generate
+from .mixing import Mixing, mixture_counts
+from .tasks import Task, encode_example, load_task, render_prompt
 
 
 class _Strict(BaseModel):
@@ -29,12 +34,13 @@ class _Strict(BaseModel):
 
 
 class LLMMethod(_Strict):
-    name: Literal["lora", "rslora", "dora"] = "lora"
+    name: Literal["lora", "rslora", "dora", "qlora"] = "lora"
     r: int = Field(8, ge=1)
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
                                                                "gate_proj", "up_proj", "down_proj"])
+    bits: Literal[4, 8] = 4  # qlora: NF4 4-bit (double quantised) or LLM.int8
 
 
 class LLMTrain(_Strict):
@@ -46,7 +52,7 @@ class LLMTrain(_Strict):
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     gradient_checkpointing: bool = False
-    max_train_samples: int | None = Field(None, ge=1)  # per task
+    max_train_samples: int | None = Field(None, ge=1)  # per task, before mixing
     max_eval_samples: int | None = Field(None, ge=1)  # per task
     logging_steps: int = Field(25, ge=1)
 
@@ -60,6 +66,15 @@ class LLMRecipe(_Strict):
     shots: int = Field(0, ge=0, description="few-shot examples (from train) in each evaluation prompt")
     method: LLMMethod = Field(default_factory=LLMMethod)
     train: LLMTrain = Field(default_factory=LLMTrain)
+    mixing: Mixing = Field(default_factory=Mixing)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+    @model_validator(mode="after")
+    def _weights_name_tasks(self):
+        stray = set(self.mixing.weights) - set(self.tasks)
+        if stray:
+            raise ValueError(f"mixing.weights names tasks not in tasks: {sorted(stray)}")
+        return self
 
 
 def load_llm_recipe(path: str | None = None, overrides: list[str] | None = None) -> LLMRecipe:
@@ -79,29 +94,31 @@ def load_llm_recipe(path: str | None = None, overrides: list[str] | None = None)
         raise FinpeftError(f"{path or 'recipe'}: {format_validation_error(e)}") from None
     for t in recipe.tasks:
         load_task(t)  # an unknown task fails now
+    if recipe.method.name == "qlora":
+        check_qlora()
     return recipe
 
 
-def task_splits(task: Task, seed: int):
-    """The task's train/valid/test rows, split exactly as the classifier track splits its dataset."""
-    from ..data import load_dataset_splits
-    from ..recipe import validate_recipe
-    cfg = validate_recipe({"data": {"dataset": task.dataset, "text_column": task.text_column,
-                                    "label_column": task.label_column}, "seed": seed}, f"task {task.name}").data
-    data = load_dataset_splits(cfg)
-    if task.choices and set(data.labels) - set(task.choices):
-        raise FinpeftError(f"task {task.name}: labels {sorted(set(data.labels) - set(task.choices))} have no choice")
-    return data
+def check_qlora() -> None:
+    import torch
+    if not torch.cuda.is_available():
+        raise FinpeftError("method qlora needs a CUDA GPU (bitsandbytes 4/8-bit); on CPU use method=lora")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise FinpeftError("method qlora needs bitsandbytes: pip install 'finpeft[qlora]'") from None
 
 
 def pick_shots(train_df, task: Task, k: int, seed: int) -> list[dict]:
-    """k training rows, cycling through the labels so every class is shown (k >= number of classes)."""
+    """k training rows; for classification cycling through the labels so every class is shown."""
     if k == 0:
         return []
     rng = np.random.default_rng(seed)
+    if not task.is_classification:
+        return train_df.sample(n=min(k, len(train_df)), random_state=int(rng.integers(1 << 31))).to_dict("records")
     by_label = {l: g.sample(frac=1, random_state=int(rng.integers(1 << 31))).to_dict("records")
-                for l, g in train_df.groupby("label")}
-    labels = [l for l in task.choices if l in by_label] if task.choices else list(by_label)
+                for l, g in train_df.groupby(task.label_column)}
+    labels = [l for l in task.choices if l in by_label]
     return [by_label[labels[i % len(labels)]][i // len(labels)] for i in range(k)]
 
 
@@ -114,23 +131,66 @@ def score_task(model, tokenizer, task: Task, rows, shots: list[dict], max_length
     logp = choice_logprobs(model, tokenizer, prompts, [task.choices[l] for l in labels], batch_size, max_length)
     probs = np.exp(logp - logp.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)  # renormalised over the choices
-    y = np.array([labels.index(l) for l in rows["label"]])
+    y = np.array([labels.index(l) for l in rows[task.label_column]])
     return probs, classification_metrics(y, probs, labels)
 
 
-def load_backbone(name: str):
+def evaluate_task(model, tokenizer, task: Task, rows, shots: list[dict], max_length: int,
+                  generation: GenerationSettings | None = None) -> tuple[pd.DataFrame, dict]:
+    """(per-row predictions, metrics): constrained scoring for choices, generation for free text."""
+    from .text_metrics import text_metrics
+    if task.is_classification:
+        probs, metrics = score_task(model, tokenizer, task, rows, shots, max_length)
+        labels = list(task.choices)
+        pred = pd.DataFrame({"reference": rows[task.label_column].to_numpy(),
+                             "prediction": [labels[i] for i in probs.argmax(1)],
+                             **{f"p_{l}": probs[:, j] for j, l in enumerate(labels)}})
+    else:
+        generation = generation or GenerationSettings()
+        prompts = [render_prompt(task, tokenizer, r, shots) for r in rows.to_dict("records")]
+        answers = generate(model, tokenizer, prompts, generation.max_new_tokens or task.max_new_tokens, generation,
+                           max_length=max(max_length, 2048))
+        refs = rows[task.answer_column].astype(str).tolist()
+        metrics = text_metrics(answers, refs, task.metrics)
+        pred = pd.DataFrame({"reference": refs, "prediction": answers})
+    pred.insert(0, "input", rows[task.text_column].astype(str).str.slice(0, 300).to_numpy())
+    return pred, metrics
+
+
+def headline(metrics: dict) -> str:
+    """One line of the scores a task reports."""
+    if "accuracy" in metrics:
+        return (f"accuracy {metrics['accuracy']:.4f} | macro-F1 {metrics['macro_f1']:.4f} | "
+                f"weighted-F1 {metrics['weighted_f1']:.4f}")
+    keys = [k for k in ("rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match", "token_f1") if k in metrics]
+    return " | ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+
+
+def load_backbone(name: str, method: LLMMethod | None = None):
+    """(tokenizer, causal LM); QLoRA loads it 4/8-bit on the GPU, otherwise fp32 (moved to the GPU if any)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from ..backbones import resolve_backbone
     path = resolve_backbone(name)
+    kwargs = {"dtype": torch.float32}
+    if method is not None and method.name == "qlora":
+        from transformers import BitsAndBytesConfig
+        check_qlora()
+        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        quant = (BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                    bnb_4bit_compute_dtype=compute) if method.bits == 4
+                 else BitsAndBytesConfig(load_in_8bit=True))
+        kwargs = {"dtype": compute, "quantization_config": quant, "device_map": {"": 0}}
     try:
         tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:
         why = str(e).splitlines()[0][:160]
         raise FinpeftError(f"backbone {name}: cannot be loaded as a causal LM ({why})") from None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    if "device_map" not in kwargs and torch.cuda.is_available():
+        model = model.to("cuda")
     return tok, model
 
 
@@ -138,64 +198,88 @@ def _say(msg: str) -> None:
     print(f"[finpeft] {msg}", file=sys.stderr, flush=True)
 
 
+def training_rows(recipe: LLMRecipe, tasks: list[Task], splits: dict[str, TaskSplits], tok):
+    """The mixed, encoded training set and how many rows each task got."""
+    from datasets import Dataset
+    frames = {}
+    for t in tasks:
+        df = splits[t.name].train
+        if recipe.train.max_train_samples:
+            df = df.sample(n=min(len(df), recipe.train.max_train_samples), random_state=recipe.seed)
+        frames[t.name] = df
+    counts = mixture_counts({n: len(f) for n, f in frames.items()}, recipe.mixing)
+    rng = np.random.default_rng(recipe.seed)
+    rows = []
+    for t in tasks:
+        df, want = frames[t.name], counts[t.name]
+        # every row once while it lasts, then draws with replacement (upsampling a small task)
+        idx = rng.permutation(len(df))[:want]
+        if want > len(df):
+            idx = np.concatenate([idx, rng.integers(0, len(df), want - len(df))])
+        for r in df.iloc[idx].to_dict("records"):
+            rows.append(encode_example(tok, render_prompt(t, tok, r), t.answer(r), recipe.max_length))
+    order = rng.permutation(len(rows))
+    return Dataset.from_list([rows[i] for i in order]), counts
+
+
 def train_llm(recipe: LLMRecipe, output: str | Path | None = None, overwrite: bool = False) -> Path:
     import torch
-    from datasets import Dataset, concatenate_datasets
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()
     tasks = [load_task(t) for t in recipe.tasks]
-    splits = {t.name: task_splits(t, recipe.seed) for t in tasks}
+    if len({t.name for t in tasks}) != len(tasks):
+        raise FinpeftError(f"tasks: a task appears twice ({', '.join(t.name for t in tasks)})")
+    splits = {t.name: task_splits(t) for t in tasks}
     stem = recipe.name or f"llm-{'+'.join(t.name for t in tasks)}-{recipe.method.name}-{Path(recipe.backbone).name}"
     out = Path(output) if output else default_output(Path("runs"), f"{stem}-s{recipe.seed}")
     work = prepare(out, overwrite, resume=False)
     set_seed(recipe.seed)
-    tok, model = load_backbone(recipe.backbone)
     m = recipe.method
+    tok, model = load_backbone(recipe.backbone, m)
+    if m.name == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.train.gradient_checkpointing)
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=m.r, lora_alpha=m.alpha, lora_dropout=m.dropout,
                                              target_modules=m.target_modules, use_rslora=m.name == "rslora",
                                              use_dora=m.name == "dora"))
     if recipe.train.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
-    parts = []
-    for t in tasks:
-        df = splits[t.name].train
-        if recipe.train.max_train_samples:
-            df = df.sample(n=min(len(df), recipe.train.max_train_samples), random_state=recipe.seed)
-        parts.append(Dataset.from_list([encode_example(tok, render_prompt(t, tok, r), t.answer(r), recipe.max_length)
-                                        for r in df.to_dict("records")]))
-    train_ds = concatenate_datasets(parts).shuffle(seed=recipe.seed)
-    _say(f"tasks {', '.join(t.name for t in tasks)}: {len(train_ds)} training rows | {recipe.method.name} r={m.r} on "
-         f"{recipe.backbone} | working in {work}")
+    train_ds, counts = training_rows(recipe, tasks, splits, tok)
+    _say(f"tasks {', '.join(f'{n} ({c} rows)' for n, c in counts.items())}, mixing {recipe.mixing.strategy}: "
+         f"{len(train_ds)} training rows | {m.name} r={m.r} on {recipe.backbone} | working in {work}")
+    cuda = torch.cuda.is_available()
     args = TrainingArguments(output_dir=str(work / "checkpoints"), num_train_epochs=recipe.train.epochs,
                              max_steps=recipe.train.max_steps, per_device_train_batch_size=recipe.train.batch_size,
                              gradient_accumulation_steps=recipe.train.grad_accum, learning_rate=recipe.train.lr,
                              warmup_steps=recipe.train.warmup_ratio, weight_decay=recipe.train.weight_decay,
                              logging_steps=recipe.train.logging_steps, save_strategy="no", report_to=[],
-                             seed=recipe.seed, disable_tqdm=True, use_cpu=not torch.cuda.is_available())
+                             seed=recipe.seed, disable_tqdm=True, use_cpu=not cuda,
+                             bf16=cuda and torch.cuda.is_bf16_supported())
     trainer = Trainer(model=model, args=args, train_dataset=train_ds,
                       data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
     t0 = time.perf_counter()
-    trainer.train()
+    result = trainer.train()
     train_seconds = time.perf_counter() - t0
     metrics = {}
+    (work / "predictions").mkdir(parents=True)
     for t in tasks:
         test = splits[t.name].test
         if recipe.train.max_eval_samples:
             test = test.iloc[:recipe.train.max_eval_samples]
         shots = pick_shots(splits[t.name].train, t, recipe.shots, recipe.seed)
-        _, metrics[t.name] = score_task(model, tok, t, test, shots, recipe.max_length)
-        _say(f"{t.name} test (n={len(test)}): accuracy {metrics[t.name]['accuracy']:.4f} | macro-F1 "
-             f"{metrics[t.name]['macro_f1']:.4f} | weighted-F1 {metrics[t.name]['weighted_f1']:.4f}")
+        pred, metrics[t.name] = evaluate_task(model, tok, t, test, shots, recipe.max_length, recipe.generation)
+        pred.to_csv(work / "predictions" / f"{t.name}.csv", index=False)
+        _say(f"{t.name} test (n={len(test)}): {headline(metrics[t.name])}")
     model.save_pretrained(work / "model")
     tok.save_pretrained(work / "model")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     info = {"finpeft_version": __version__, "artifact": "llm", "backbone": recipe.backbone, "method": m.name,
-            "tasks": [t.model_dump() for t in tasks], "max_length": recipe.max_length, "shots": recipe.shots,
-            "seed": recipe.seed, "train_seconds": round(train_seconds, 1), "trainable_params": trainable,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "tasks": [t.model_dump() for t in tasks], "mixing": recipe.mixing.model_dump(), "train_rows": counts,
+            "max_length": recipe.max_length, "shots": recipe.shots, "seed": recipe.seed,
+            "train_seconds": round(train_seconds, 1), "train_loss": round(float(result.training_loss), 4),
+            "trainable_params": trainable, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_atomic(work / "run.json", json.dumps(info, indent=2))
     write_atomic(work / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     write_atomic(work / "metrics.json", json.dumps(metrics, indent=2))
@@ -206,22 +290,44 @@ def train_llm(recipe: LLMRecipe, output: str | Path | None = None, overwrite: bo
 
 def render_report(info: dict, metrics: dict) -> str:
     lines = [f"# {info['method']} on {info['backbone']} ({info['date']})", "",
-             f"Trainable parameters {info['trainable_params']:,}; train {info['train_seconds']} s; "
-             f"seed {info['seed']}; {info['shots']}-shot prompts at evaluation.", "",
-             "| task | n | accuracy | macro-F1 | weighted-F1 |", "|---|---|---|---|---|"]
-    lines += [f"| {t} | {m['n']} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['weighted_f1']:.4f} |"
-              for t, m in metrics.items()]
+             f"Trainable parameters {info['trainable_params']:,}; train {info['train_seconds']} s "
+             f"(loss {info.get('train_loss')}); seed {info['seed']}; mixing {info.get('mixing', {}).get('strategy')} "
+             f"{info.get('train_rows')}; {info['shots']}-shot prompts at evaluation.", "",
+             "| task | n (test) | scores |", "|---|---|---|"]
+    lines += [f"| {t} | {m['n']} | {headline(m)} |" for t, m in metrics.items()]
     return "\n".join(lines) + "\n"
+
+
+def read_llm_run(run_dir: str | Path) -> dict:
+    run_dir = Path(run_dir)
+    try:
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        assert info["artifact"] == "llm" and (run_dir / "model").is_dir()
+    except (OSError, ValueError, KeyError, AssertionError):
+        raise FinpeftError(f"{run_dir}: not a finpeft LLM run dir (no run.json with artifact llm)") from None
+    return info
 
 
 def load_llm_run(run_dir: str | Path):
     """(tokenizer, model with the run's adapter, run info)."""
     from peft import PeftModel
-    run_dir = Path(run_dir)
-    try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        assert info["artifact"] == "llm"
-    except (OSError, ValueError, KeyError, AssertionError):
-        raise FinpeftError(f"{run_dir}: not a finpeft LLM run dir (no run.json with artifact llm)") from None
+    info = read_llm_run(run_dir)
     tok, base = load_backbone(info["backbone"])
-    return tok, PeftModel.from_pretrained(base, run_dir / "model"), info
+    return tok, PeftModel.from_pretrained(base, Path(run_dir) / "model"), info
+
+
+def merge_run(run_dir: str | Path, output: str | Path, overwrite: bool = False) -> Path:
+    """The adapter folded into the base weights (peft merge_and_unload): a standalone transformers model dir
+    (safetensors + tokenizer) that loads without peft and serves as a `backbone`."""
+    output = Path(output)
+    tok, model, info = load_llm_run(run_dir)
+    if info["method"] == "qlora":
+        raise FinpeftError("a QLoRA adapter is trained against 4-bit weights; merge it into the 16-bit base on a "
+                           "GPU with peft, or serve it unmerged")
+    work = prepare(output, overwrite, resume=False)
+    work.mkdir(parents=True)
+    model.merge_and_unload().save_pretrained(work, safe_serialization=True)
+    tok.save_pretrained(work)
+    write_atomic(work / "finpeft_merge.json", json.dumps({"merged_from": str(run_dir), **info}, indent=2))
+    finish(work, output)
+    return output

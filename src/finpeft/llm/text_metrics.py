@@ -1,0 +1,59 @@
+"""Free-text scores: ROUGE-1/2/L/Lsum (Google's rouge-score, the reference re-implementation of ROUGE-1.5.5)
+and SQuAD-style exact match / token F1.
+
+EM and token F1 are the 10-line SQuAD v1.1 definitions, written out: the `evaluate` package fetches its
+metric scripts from the hub, which is out of reach here."""
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+
+import numpy as np
+
+from ..errors import FinpeftError
+
+
+def normalise_answer(s: str) -> str:
+    """Lower case, no punctuation, no articles (a/an/the), single spaces (SQuAD v1.1)."""
+    s = "".join(ch for ch in s.lower() if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    pred, ref = normalise_answer(prediction).split(), normalise_answer(reference).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def exact_match(prediction: str, reference: str) -> float:
+    return float(normalise_answer(prediction) == normalise_answer(reference))
+
+
+def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Mean F-measure of ROUGE-1, -2, -L and -Lsum (Lsum splits summaries at newlines: bullet lists)."""
+    try:
+        from rouge_score import rouge_scorer
+    except ImportError:
+        raise FinpeftError("ROUGE needs the rouge-score package: pip install 'finpeft[llm]'") from None
+    kinds = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+    scorer = rouge_scorer.RougeScorer(kinds, use_stemmer=True)
+    scores = [scorer.score(r, p) for p, r in zip(predictions, references)]
+    return {k: float(np.mean([s[k].fmeasure for s in scores])) for k in kinds}
+
+
+def text_metrics(predictions: list[str], references: list[str], which: list[str]) -> dict:
+    out = {"n": len(predictions)}
+    if "rouge" in which:
+        out.update(rouge(predictions, references))
+    if "exact_match" in which:
+        out["exact_match"] = float(np.mean([exact_match(p, r) for p, r in zip(predictions, references)]))
+    if "token_f1" in which:
+        out["token_f1"] = float(np.mean([token_f1(p, r) for p, r in zip(predictions, references)]))
+    return out
