@@ -94,8 +94,12 @@ def test_constrained_scorer_matches_per_choice_likelihood(smol, fpb_rows):
     tok, model = smol
     task = load_task("fpb")
     prompts = [render_prompt(task, tok, r) for r in fpb_rows.iloc[:3].to_dict("records")]
-    choices = list(task.choices.values())
-    got = choice_logprobs(model, tok, prompts, choices, batch_size=4)
+    for choices in (list(task.choices.values()), ["negative", "very positive"]):  # one-pass and per-choice paths
+        got = choice_logprobs(model, tok, prompts, choices, batch_size=2)
+        _check_against_one_by_one(model, tok, prompts, choices, got)
+
+
+def _check_against_one_by_one(model, tok, prompts, choices, got):
     for i, p in enumerate(prompts):
         for j, c in enumerate(choices):
             p_ids = tok(p, add_special_tokens=False)["input_ids"]
@@ -104,7 +108,7 @@ def test_constrained_scorer_matches_per_choice_likelihood(smol, fpb_rows):
                 logp = torch.log_softmax(model(torch.tensor([p_ids + c_ids])).logits[0], -1)
             want = sum(logp[len(p_ids) + t - 1, c_ids[t]].item() for t in range(len(c_ids)))
             assert got[i, j] == pytest.approx(want, abs=1e-3)
-    assert got.shape == (3, 3) and np.isfinite(got).all()
+    assert got.shape == (len(prompts), len(choices)) and np.isfinite(got).all()
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +122,8 @@ def llm_run(smol_dir, tmp_path_factory):
 def test_lora_steps_on_fpb_save_and_reload(llm_run):
     import json
     from finpeft.llm.tasks import load_task
-    from finpeft.llm.train import load_llm_run, score_task, task_splits
+    from finpeft.llm.data import task_splits
+    from finpeft.llm.train import load_llm_run, score_task
     assert {"model", "run.json", "metrics.json", "report.md", "recipe.yaml"} <= {p.name for p in llm_run.iterdir()}
     tok, model, info = load_llm_run(llm_run)
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
@@ -129,13 +134,21 @@ def test_lora_steps_on_fpb_save_and_reload(llm_run):
     assert m["confusion_matrix"] == saved["confusion_matrix"]  # the reloaded adapter predicts as the trained one
 
 
-def test_merged_adapter_gives_same_logits(llm_run):
+def test_merge_command_writes_a_standalone_model_with_the_same_logits(llm_run, tmp_path):
+    import subprocess
+    import sys
+    from transformers import AutoModelForCausalLM
     from finpeft.llm.train import load_llm_run
+    out = tmp_path / "merged"
+    done = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "merge", str(llm_run), "-o", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
     tok, model, _ = load_llm_run(llm_run)
     ids = tok(["Operating profit rose to EUR 13.1 mn."], return_tensors="pt")
     with torch.no_grad():
         want = model(**ids).logits
-        got = model.merge_and_unload()(**ids).logits
+        got = AutoModelForCausalLM.from_pretrained(out)(**ids).logits  # plain transformers, no peft
     assert torch.allclose(got, want, atol=1e-4)
 
 
@@ -149,3 +162,99 @@ def test_llm_cli_zero_shot_and_bad_task(smol_dir):
     bad = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "evaluate", "--task", "nope"],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "unknown task" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def multi_run(smol_dir, tmp_path_factory):
+    """fpb + headline mixed (balanced): the second adapter on the same base."""
+    from finpeft.llm.train import load_llm_recipe, train_llm
+    recipe = load_llm_recipe(None, ["tasks=[fpb,headline]", "mixing.strategy=balanced", "mixing.size=12",
+                                    "train.max_train_samples=30", "train.max_steps=2", "train.batch_size=4",
+                                    "train.max_eval_samples=6", "max_length=128", "train.lr=1e-3", "seed=7"])
+    return train_llm(recipe, tmp_path_factory.mktemp("llm") / "multi")
+
+
+def test_multi_task_run_reports_every_task_and_its_mixture(multi_run):
+    import json
+    info = json.loads((multi_run / "run.json").read_text())
+    assert info["train_rows"] == {"fpb": 6, "headline": 6} and info["mixing"]["strategy"] == "balanced"
+    metrics = json.loads((multi_run / "metrics.json").read_text())
+    assert set(metrics) == {"fpb", "headline"} and metrics["headline"]["n"] == 6
+    assert len(metrics["headline"]["confusion_matrix"]) == 2  # yes / no
+    import pandas as pd
+    pred = pd.read_csv(multi_run / "predictions" / "headline.csv")
+    assert set(pred["prediction"]) <= {"yes", "no"} and len(pred) == 6
+
+
+def test_adapters_switch_per_request_on_one_base(llm_run, multi_run, fpb_rows):
+    """Each adapter in the shared predictor answers exactly as its run loaded alone; switching leaks nothing."""
+    from finpeft.llm.predict import LLMPredictor
+    from finpeft.llm.tasks import load_task
+    from finpeft.llm.train import load_backbone, load_llm_run, score_task
+    texts = fpb_rows["text"].iloc[:4].tolist()
+    pred = LLMPredictor({"fpb": llm_run, "multi": multi_run})
+    assert pred.adapters == ["fpb", "multi"]
+    got = {a: pred.predict(texts, a)[["p_negative", "p_neutral", "p_positive"]].to_numpy() for a in ("fpb", "multi")}
+    again = pred.predict(texts, "fpb")[["p_negative", "p_neutral", "p_positive"]].to_numpy()
+    base = pred.predict(texts, None)[["p_negative", "p_neutral", "p_positive"]].to_numpy()
+    task, rows = load_task("fpb"), fpb_rows.iloc[:4]
+    for name, run in (("fpb", llm_run), ("multi", multi_run)):
+        tok, model, _ = load_llm_run(run)
+        want, _ = score_task(model, tok, task, rows, [], 512)
+        np.testing.assert_allclose(got[name], want, atol=1e-5)
+    tok, model = load_backbone("smollm2-135m")
+    np.testing.assert_allclose(base, score_task(model, tok, task, rows, [], 512)[0], atol=1e-5)
+    np.testing.assert_allclose(again, got["fpb"], atol=1e-6)
+    assert not np.allclose(got["fpb"], got["multi"], atol=1e-4)  # two different adapters really answered
+
+
+def test_llm_predict_cli_picks_the_adapter_per_row(llm_run, multi_run, tmp_path):
+    import subprocess
+    import sys
+    import pandas as pd
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["Profit rose 20%.", "Sales fell.", "The board met."],
+                  "adapter": [llm_run.name, multi_run.name, "base"]}).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    done = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "predict", str(llm_run), str(multi_run),
+                           "--input", str(src), "--output", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-500:]
+    got = pd.read_csv(out)
+    assert got["adapter"].tolist() == [llm_run.name, multi_run.name, "base"]  # input order kept
+    assert got["input"].tolist() == ["Profit rose 20%.", "Sales fell.", "The board met."]
+    assert set(got["prediction"]) <= {"negative", "neutral", "positive"}
+
+
+def test_batched_left_padded_generation_equals_one_at_a_time(smol):
+    from finpeft.llm.generate import GenerationSettings, generate
+    tok, model = smol
+    prompts = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
+               for q in ("What is EBITDA?", "Define a bond yield in one sentence, please, briefly.", "Hi")]
+    batched = generate(model, tok, prompts, 8, GenerationSettings(batch_size=3))
+    alone = [generate(model, tok, [p], 8, GenerationSettings(batch_size=1))[0] for p in prompts]
+    assert batched == alone and all(batched)
+
+
+def test_free_text_task_is_generated_and_scored_by_cli(smol_dir, tmp_path):
+    import json
+    import subprocess
+    import sys
+    out = tmp_path / "m.json"
+    done = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "evaluate", "--task", "xbrl-term",
+                           "--max-samples", "3", "--max-new-tokens", "12", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "xbrl-term (test, n=3, 0-shot): rouge1 " in done.stdout
+    m = json.loads(out.read_text())["metrics"]["xbrl-term"]
+    assert m["n"] == 3 and all(0 <= m[k] <= 1 for k in ("rouge1", "rouge2", "rougeL", "rougeLsum"))
+    assert m["rouge1"] > 0  # an explanation of a term shares words with its definition
+
+
+def test_qlora_on_cpu_is_a_one_line_error():
+    import subprocess
+    import sys
+    if torch.cuda.is_available():
+        pytest.skip("CPU-only behaviour")
+    done = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "train", "method=qlora"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "needs a CUDA GPU" in done.stderr and done.stderr.strip().count("\n") == 0

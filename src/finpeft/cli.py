@@ -382,23 +382,23 @@ def llm_predict(
         from .data.load import read_table
         rows = read_table(input)
     predictor = LLMPredictor(run_dirs)
-    names = {None if a == "base" else a for a in ([adapter] if adapter else [predictor.adapters[0]])}
-    if input and "adapter" in rows:
-        names = {None if a == "base" else a for a in rows["adapter"].unique()}
-    for a in names - {None}:
+    chosen = adapter or predictor.adapters[0]
+    if input and "adapter" not in rows:
+        rows = rows.assign(adapter=chosen)
+    names = set(rows["adapter"]) if input else {chosen}
+    for a in names - {"base"}:
         if a not in predictor.adapters:
-            raise FinpeftError(f"unknown adapter {a!r}: loaded {', '.join(predictor.adapters)}")
+            raise FinpeftError(f"unknown adapter {a!r}: loaded {', '.join(predictor.adapters)} (or base)")
     generation = GenerationSettings(max_new_tokens=max_new_tokens)
     if text:
-        a = names.pop()
-        for _, r in predictor.predict(text, a, generation=generation).iterrows():
+        for _, r in predictor.predict(text, None if chosen == "base" else chosen, generation=generation).iterrows():
             typer.echo(f"[{r['adapter']}] {r['prediction']}\t{r['input']}")
         return
     parts = []
-    for a in names:
-        mine = rows if "adapter" not in rows else rows[rows["adapter"].map(lambda v: None if v == "base" else v) == a]
-        parts.append(predictor.predict(mine.drop(columns=["adapter"], errors="ignore"), a, generation=generation)
-                     .set_index(mine.index))
+    for a in sorted(names):  # one batch per adapter, then back into input order
+        mine = rows[rows["adapter"] == a]
+        parts.append(predictor.predict(mine.drop(columns=["adapter"]), None if a == "base" else a,
+                                       generation=generation).set_index(mine.index))
     from .runs import write_atomic
     result = pd.concat(parts).sort_index()
     write_atomic(output, result.to_csv(index=False))

@@ -1,0 +1,135 @@
+"""The LLM track on a CPU: SmolLM2-135M-Instruct zero-shot vs few-shot vs LoRA on FPB, TFNS and FiQA-SA (accuracy,
+weighted-F1) beside FinLoRA's Llama-3.1-8B LoRA numbers; single-task vs multi-task LoRA on the same tasks; and
+the free-text / other tasks (headline, NER, XBRL term, ECTSum ROUGE, FinanceBench EM/F1) reported however low.
+
+    FINPEFT_DATA_DIR=../shared/datasets python bench/bench_llm.py [--output runs/bench-llm] [--train-samples 1000]
+        [--eval-samples N] [--shots 3] [--seed 42] [--publish docs/benchmarks.md]
+
+Every step stores its result in OUTPUT/<step>.json and is skipped when re-run, so an interrupted bench resumes.
+The LoRA runs (single and multi) are `finpeft llm compare` runs in OUTPUT/compare.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTIMENT = ["fpb", "tfns", "fiqa-sa"]
+OTHER = {"headline": 1000, "ner": None, "xbrl-term": 200, "ectsum": None, "financebench": None}  # eval rows cap
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--output", default="runs/bench-llm")
+    ap.add_argument("--train-samples", type=int, default=1000, help="LoRA training rows per task (before mixing)")
+    ap.add_argument("--eval-samples", type=int, default=None, help="test rows per sentiment task (default all)")
+    ap.add_argument("--shots", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--mixing", default="proportional")
+    ap.add_argument("--skip-other", action="store_true", help="only the sentiment tasks")
+    ap.add_argument("--publish", default=None, help="markdown file to write the tables into")
+    a = ap.parse_args()
+    out = Path(a.output)
+    out.mkdir(parents=True, exist_ok=True)
+    from finpeft.llm.data import task_splits
+    from finpeft.llm.tasks import load_task
+    from finpeft.llm.train import evaluate_task, load_backbone, load_llm_recipe, pick_shots
+
+    model_cache = {}
+
+    def base():
+        if not model_cache:
+            model_cache["m"] = load_backbone("smollm2-135m")
+        return model_cache["m"]
+
+    def step(name, fn):
+        path = out / f"{name}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        t0 = time.perf_counter()
+        result = fn()
+        result["seconds"] = round(time.perf_counter() - t0, 1)
+        path.write_text(json.dumps(result, indent=2))
+        print(f"{name}: {json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))})}",
+              flush=True)
+        return result
+
+    def score(task_name, shots, cap):
+        task = load_task(task_name)
+        s = task_splits(task)
+        test = s.test
+        if cap and cap < len(test):  # sentiment: the first rows, as `llm compare` scores; others: a random draw
+            test = test.iloc[:cap] if task_name in SENTIMENT else test.sample(n=cap, random_state=0)
+        tok, model = base()
+        _, m = evaluate_task(model, tok, task, test, pick_shots(s.train, task, shots, a.seed), 1024)
+        return {k: v for k, v in m.items() if k not in ("per_class", "confusion_matrix")}
+
+    results = {}
+    for t in SENTIMENT:
+        results[f"{t}-zero"] = step(f"{t}-zero-shot", lambda: score(t, 0, a.eval_samples))
+        results[f"{t}-few"] = step(f"{t}-{a.shots}-shot", lambda: score(t, a.shots, a.eval_samples))
+    overrides = [f"tasks=[{','.join(SENTIMENT)}]", f"train.max_train_samples={a.train_samples}",
+                 f"mixing.strategy={a.mixing}", f"seed={a.seed}", "train.batch_size=8", "train.lr=2e-4"]
+    if a.eval_samples:
+        overrides.append(f"train.max_eval_samples={a.eval_samples}")
+    compare_dir = out / "compare"
+
+    def run_compare():
+        from finpeft.llm.compare import compare_single_multi
+        compare_single_multi(load_llm_recipe(None, overrides), compare_dir)
+        return json.loads((compare_dir / "compare.json").read_text())
+
+    results["lora"] = step("lora-single-vs-multi", run_compare)
+    if not a.skip_other:
+        for t, cap in OTHER.items():
+            results[t] = step(f"{t}-zero-shot", lambda: score(t, 0, cap))
+    body = render(results, a, overrides, compare_dir)
+    print(body)
+    if a.publish:
+        from finpeft.runs import publish_block
+        publish_block(Path(a.publish), "llm", body)
+
+
+def render(results: dict, a, overrides: list[str], compare_dir: Path) -> str:
+    from finpeft.anchors import anchors_for
+    lora = results["lora"]
+    info = {n: json.loads((compare_dir / n / "run.json").read_text()) for n in lora}
+    cmd = ("FINPEFT_DATA_DIR=../shared/datasets python bench/bench_llm.py"
+           + (f" --train-samples {a.train_samples}" if a.train_samples != 1000 else "")
+           + (f" --eval-samples {a.eval_samples}" if a.eval_samples else "") + f" --shots {a.shots}"
+           + (f" --mixing {a.mixing}" if a.mixing != "proportional" else ""))
+    lines = [f"### LLM track: SmolLM2-135M-Instruct on a 2-core CPU ({date.today().isoformat()})", "",
+             f"Command: `{cmd} --publish docs/benchmarks.md`. Test splits as the classifier track (FPB FinLoRA test "
+             f"1,212; TFNS valid 2,388; FiQA-SA FinLoRA test 235){'; first ' + str(a.eval_samples) + ' rows' if a.eval_samples else ''}. "
+             f"Labels by constrained scoring (log-likelihood of each answer word). LoRA r=8, alpha 16, all attention "
+             f"and MLP projections, lr 2e-4, 1 epoch on {a.train_samples} training rows per task, seed {a.seed}; "
+             f"{a.shots}-shot prompts use train rows cycling through the labels.", "",
+             "| task | zero-shot acc / w-F1 | " + f"{a.shots}-shot acc / w-F1 | LoRA single-task acc / w-F1 | "
+             "LoRA multi-task acc / w-F1 | FinLoRA Llama-3.1-8B LoRA acc |", "|---|---|---|---|---|---|"]
+    for t in SENTIMENT:
+        z, f = results[f"{t}-zero"], results[f"{t}-few"]
+        s, m = lora[f"single-{t}"][t], lora["multi"][t]
+        anchor = next((f"{x.value:.4f}" for x in anchors_for(t) if x.system.startswith("FinLoRA")), "—")
+        cell = lambda r: f"{r['accuracy']:.4f} / {r['weighted_f1']:.4f}"  # noqa: E731
+        lines.append(f"| {t} | {cell(z)} | {cell(f)} | {cell(s)} | {cell(m)} ({m['accuracy'] - s['accuracy']:+.4f}) "
+                     f"| {anchor} |")
+    secs = {n: i["train_seconds"] for n, i in info.items()}
+    lines += ["", "Train seconds: " + ", ".join(f"{n} {s:.0f}" for n, s in secs.items())
+              + f"; multi-task rows {info['multi']['train_rows']} (mixing {a.mixing}). Scoring seconds (zero / few): "
+              + ", ".join(f"{t} {results[f'{t}-zero']['seconds']:.0f} / {results[f'{t}-few']['seconds']:.0f}"
+                          for t in SENTIMENT) + "."]
+    other = [t for t in OTHER if t in results]
+    if other:
+        lines += ["", "Other tasks, zero-shot, untuned SmolLM2-135M (greedy generation for free text):", "",
+                  "| task | test rows | scores | seconds |", "|---|---|---|---|"]
+        from finpeft.llm.train import headline
+        for t in other:
+            lines.append(f"| {t} | {results[t]['n']} | {headline(results[t])} | {results[t]['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
