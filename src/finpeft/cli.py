@@ -127,24 +127,37 @@ def tune(
 
 @app.command()
 def pretrain(
-    output: Path = typer.Option(..., "--output", "-o", help="Where the adapted backbone is written."),
-    backbone: str = typer.Option("minilm-l6", "--backbone"),
-    corpus: str = typer.Option("fin-news", "--corpus", help="Unlabelled corpus: catalog id or a file/folder."),
+    recipe: Optional[str] = typer.Argument(None, help="From scratch: a pretraining recipe YAML or key=value "
+                                           "(objective=span: T5 span corruption; objective=clm: Mamba2 LM)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value, e.g. size=mini train.max_steps=2000"),
+    output: Path = typer.Option(..., "--output", "-o", help="Where the pretrained / adapted backbone is written."),
+    resume: bool = typer.Option(False, "--resume", help="From scratch: continue an interrupted run's checkpoints."),
+    backbone: str = typer.Option("minilm-l6", "--backbone", help="DAPT (no recipe): the encoder to adapt."),
+    corpus: str = typer.Option("fin-news", "--corpus", help="DAPT: unlabelled corpus (catalog id or file/folder)."),
     exclude: str = typer.Option("fpb,tfns,fiqa-sa", "--exclude",
-                                help="Comma-separated datasets whose texts are removed from the corpus ('' for none)."),
+                                help="DAPT: comma-separated datasets whose texts are removed ('' for none)."),
     epochs: float = typer.Option(1.0, "--epochs", min=0.01),
     lr: float = typer.Option(1e-4, "--lr", min=0),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     max_length: int = typer.Option(64, "--max-length", min=8),
-    max_texts: Optional[int] = typer.Option(None, "--max-texts", min=50, help="Pretrain on a random subset."),
+    max_texts: Optional[int] = typer.Option(None, "--max-texts", min=50, help="DAPT: pretrain on a random subset."),
     seed: int = typer.Option(42, "--seed"),
     overwrite: bool = typer.Option(False, "--overwrite"),
 ):
-    """Domain-adaptive masked-LM pretraining on an unlabelled corpus; then train with model.backbone=OUTPUT."""
+    """Pretrain on an unlabelled corpus: domain-adaptive MLM of an encoder (default), or with a recipe /
+    key=value a tokenizer + T5 (span corruption) or Mamba2 (causal LM) from scratch. Then
+    `finpeft train model.backbone=OUTPUT`."""
+    command = "finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if recipe or overrides:
+        from .scratch.pretrain import load_scratch_recipe, pretrain_scratch
+        path, items = _recipe_and_overrides(recipe, overrides)
+        pretrain_scratch(load_scratch_recipe(path, items), output, overwrite, resume, command)
+        return
+    if resume:
+        raise FinpeftError("--resume is for pretraining from scratch (objective=span or clm)")
     from .pretrain import pretrain_mlm
     pretrain_mlm(backbone, corpus, tuple(x.strip() for x in exclude.split(",") if x.strip()), output, epochs, lr,
-                 batch_size, max_length, seed=seed, max_texts=max_texts, overwrite=overwrite,
-                 command="finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+                 batch_size, max_length, seed=seed, max_texts=max_texts, overwrite=overwrite, command=command)
 
 
 @app.command()

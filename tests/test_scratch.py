@@ -1,0 +1,123 @@
+"""Pretraining from scratch (issue 8): corpus tokenizer, span corruption, packing, T5 / Mamba2 steps, resume."""
+import json
+import unicodedata
+
+import numpy as np
+import pytest
+
+from finpeft.scratch.span_corruption import (CausalCollator, SpanCorruptionCollator, corrupt, expanded_length, pack,
+                                             random_spans_noise_mask)
+
+
+@pytest.fixture(scope="module")
+def corpus(data_dir):
+    from finpeft.pretrain import corpus_texts
+    texts, _ = corpus_texts("fin-news", [])
+    return texts[::20][:2000]  # news headlines from all three sources
+
+
+@pytest.fixture(scope="module")
+def tok(corpus):
+    from finpeft.scratch.tokenizer import train_tokenizer
+    return train_tokenizer(corpus, vocab_size=2000)
+
+
+def test_tokenizer_specials_and_round_trip(tok, corpus):
+    from finpeft.scratch.tokenizer import sentinel_ids
+    assert (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (0, 1, 2)
+    sent = sentinel_ids(tok)
+    assert len(sent) == 100 and sent[0] == tok.convert_tokens_to_ids("<extra_id_0>") and len(set(sent)) == 100
+    for text in corpus[:300]:
+        ids = tok(text)["input_ids"]
+        assert ids[-1] == tok.eos_token_id and tok.unk_token_id not in ids
+        assert tok.decode(ids, skip_special_tokens=True) == unicodedata.normalize("NFKC", text)
+
+
+def test_span_corruption_format_and_noise_density(tok, corpus):
+    from finpeft.scratch.tokenizer import sentinel_ids
+    sent = sentinel_ids(tok)
+    raw, target_len = expanded_length(128)
+    chunks = pack(tok(corpus[:400])["input_ids"], raw, tok.eos_token_id)
+    rng = np.random.default_rng(0)
+    noise = []
+    for c in chunks[:-1]:
+        inputs, targets = corrupt(np.asarray(c), sent, tok.eos_token_id, 0.15, 3.0, rng)
+        assert len(inputs) == 128 and len(targets) == target_len  # packed chunks fill the encoder exactly
+        used = [t for t in inputs if t in sent]
+        assert used == sent[:len(used)] and [t for t in targets if t in sent] == used  # sentinels 0, 1, 2, ... in order
+        # put each span back after its sentinel: the original chunk
+        spans, k = {}, None
+        for t in targets[:-1]:
+            if t in sent:
+                k = t
+                spans[k] = []
+            else:
+                spans[k].append(t)
+        restored = [x for t in inputs[:-1] for x in (spans[t] if t in sent else [t])]
+        assert restored == c
+        noise.append(sum(len(v) for v in spans.values()) / len(c))
+    assert abs(np.mean(noise) - 0.15) < 0.01
+    mask = random_spans_noise_mask(1000, 0.15, 3.0, np.random.default_rng(1))
+    n_spans = int((mask & ~np.r_[False, mask[:-1]]).sum())
+    assert mask.sum() == 150 and n_spans == 50 and not mask[0]  # mean span length 3
+
+
+def test_packing_pads_only_the_last_sequence(tok, corpus):
+    ids = tok(corpus[:200])["input_ids"]
+    chunks = pack(ids, 64, tok.eos_token_id)
+    assert all(len(c) == 64 for c in chunks[:-1]) and 0 < len(chunks[-1]) <= 64
+    assert sum(chunks, []) == sum(ids, [])  # nothing lost, nothing added (texts already end with </s>)
+    batch = CausalCollator(tok.pad_token_id)([{"ids": c} for c in chunks[-3:]])
+    pads = (batch["labels"] == -100).sum(1).tolist()
+    assert pads[:2] == [0, 0] and pads[2] == 64 - len(chunks[-1])
+    from finpeft.scratch.tokenizer import sentinel_ids
+    col = SpanCorruptionCollator(sentinel_ids(tok), tok.eos_token_id, tok.pad_token_id, seed=0)
+    feats = [{"ids": c} for c in chunks[:4]]
+    first, second = col(feats), col(feats)  # drawn again (next epoch): new spans
+    assert not np.array_equal(first["input_ids"].numpy(), second["input_ids"].numpy())
+    assert (first["attention_mask"] == 1).all()  # full chunks: no padding
+
+
+@pytest.mark.parametrize("objective", ["span", "clm"])
+def test_a_few_pretraining_steps_reduce_held_out_loss(objective, data_dir, tmp_path):
+    from finpeft.scratch.pretrain import load_scratch_recipe, pretrain_scratch
+    recipe = load_scratch_recipe(None, [f"objective={objective}", "max_texts=800", "vocab_size=1000", "max_length=48",
+                                        "train.max_steps=40", "train.batch_size=8", "train.eval_steps=20",
+                                        "train.save_steps=20", "train.logging_steps=10",
+                                        *(["train.lr=3e-3"] if objective == "clm" else [])])
+    out = pretrain_scratch(recipe, tmp_path / objective)
+    info = json.loads((out / "pretrain.json").read_text())
+    assert info["valid_loss_after"] < info["valid_loss_before"] - 0.5
+    assert info["arch"] == ("t5" if objective == "span" else "mamba2") and info["tokens_per_second_median"] > 0
+    assert (out / "loss_curve.png").is_file() and not (out / "checkpoints").exists()
+    assert info["excluded"]["tfns"] > 0  # corpus texts shared with a labelled dataset were removed
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    loader = AutoModelForSeq2SeqLM if objective == "span" else AutoModelForCausalLM
+    assert loader.from_pretrained(out).config.vocab_size == info["vocab_size"]
+
+
+def test_interrupted_pretraining_resumes_from_its_checkpoint(data_dir, tmp_path, monkeypatch):
+    from transformers import TrainerCallback
+    import finpeft.scratch.pretrain as sp
+    from finpeft.errors import FinpeftError
+    recipe = sp.load_scratch_recipe(None, ["max_texts=400", "vocab_size=800", "max_length=32", "train.max_steps=24",
+                                           "train.batch_size=4", "train.save_steps=10", "train.eval_steps=100"])
+    real = sp._throughput_callback
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 15:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(sp, "_throughput_callback", lambda n: Crash())
+    with pytest.raises(KeyboardInterrupt):
+        sp.pretrain_scratch(recipe, tmp_path / "run")
+    monkeypatch.setattr(sp, "_throughput_callback", real)
+    with pytest.raises(FinpeftError, match="nothing to resume"):
+        sp.pretrain_scratch(recipe, tmp_path / "other", resume=True)
+    out = sp.pretrain_scratch(recipe, tmp_path / "run", resume=True)
+    info = json.loads((out / "pretrain.json").read_text())
+    assert info["resumed_from"] == "checkpoint-10" and info["steps"] == 24
+    history = json.loads((out / "log_history.json").read_text())
+    assert history[-1]["step"] == 24
+
