@@ -95,7 +95,7 @@ def main() -> None:
 
 def render(results: dict, a, overrides: list[str], compare_dir: Path) -> str:
     from finpeft.anchors import anchors_for
-    lora = results["lora"]
+    lora = {k: v for k, v in results["lora"].items() if k != "seconds"}  # step() adds its timing
     info = {n: json.loads((compare_dir / n / "run.json").read_text()) for n in lora}
     cmd = ("FINPEFT_DATA_DIR=../shared/datasets python bench/bench_llm.py"
            + (f" --train-samples {a.train_samples}" if a.train_samples != 1000 else "")

@@ -129,9 +129,12 @@ def test_lora_steps_on_fpb_save_and_reload(llm_run):
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # B starts at zero: the steps moved it
     task = load_task("fpb")
-    _, m = score_task(model, tok, task, task_splits(task, 42).test.iloc[:8], [], 128)
+    probs, m = score_task(model, tok, task, task_splits(task, 42).test.iloc[:8], [], 128)
     saved = json.loads((llm_run / "metrics.json").read_text())["fpb"]
     assert m["confusion_matrix"] == saved["confusion_matrix"]  # the reloaded adapter predicts as the trained one
+    import pandas as pd
+    at_training = pd.read_csv(llm_run / "predictions" / "fpb.csv")[["p_negative", "p_neutral", "p_positive"]]
+    np.testing.assert_allclose(probs, at_training.to_numpy(), atol=1e-5)
 
 
 def test_merge_command_writes_a_standalone_model_with_the_same_logits(llm_run, tmp_path):
@@ -178,6 +181,7 @@ def test_multi_task_run_reports_every_task_and_its_mixture(multi_run):
     import json
     info = json.loads((multi_run / "run.json").read_text())
     assert info["train_rows"] == {"fpb": 6, "headline": 6} and info["mixing"]["strategy"] == "balanced"
+    assert "| headline | 6 | accuracy " in (multi_run / "report.md").read_text()  # one cell per column
     metrics = json.loads((multi_run / "metrics.json").read_text())
     assert set(metrics) == {"fpb", "headline"} and metrics["headline"]["n"] == 6
     assert len(metrics["headline"]["confusion_matrix"]) == 2  # yes / no
@@ -221,7 +225,7 @@ def test_llm_predict_cli_picks_the_adapter_per_row(llm_run, multi_run, tmp_path)
     assert done.returncode == 0, done.stderr[-500:]
     got = pd.read_csv(out)
     assert got["adapter"].tolist() == [llm_run.name, multi_run.name, "base"]  # input order kept
-    assert got["input"].tolist() == ["Profit rose 20%.", "Sales fell.", "The board met."]
+    assert [i.rsplit("Text: ", 1)[1] for i in got["input"]] == ["Profit rose 20%.", "Sales fell.", "The board met."]
     assert set(got["prediction"]) <= {"negative", "neutral", "positive"}
 
 
@@ -250,11 +254,12 @@ def test_free_text_task_is_generated_and_scored_by_cli(smol_dir, tmp_path):
     assert m["rouge1"] > 0  # an explanation of a term shares words with its definition
 
 
-def test_qlora_on_cpu_is_a_one_line_error():
+def test_qlora_on_cpu_is_a_one_line_error(tmp_path):
     import subprocess
     import sys
     if torch.cuda.is_available():
         pytest.skip("CPU-only behaviour")
-    done = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "train", "method=qlora"],
+    done = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "train", "method=qlora", "train.max_steps=1",
+                           "-o", str(tmp_path / "q")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "needs a CUDA GPU" in done.stderr and done.stderr.strip().count("\n") == 0

@@ -87,3 +87,27 @@ def test_rouge_identical_and_disjoint():
     r = rouge(["q1 eps $1.01.\nrevenue up 5%."], ["q1 eps $1.01.\nrevenue up 5%."])
     assert all(v == pytest.approx(1.0) for v in r.values())
     assert rouge(["gold"], ["bond yields"])["rouge1"] == 0.0
+
+
+def test_long_prompts_are_cut_in_the_middle_keeping_instruction_and_answer_turn():
+    from finpeft.llm.tasks import fit_prompt
+    ids = list(range(1000))
+    cut = fit_prompt(ids, 100)
+    assert len(cut) == 100 and cut[:75] == ids[:75] and cut[-25:] == ids[-25:]
+    assert fit_prompt(ids[:50], 100) == ids[:50]
+
+
+def test_headline_test_rows_are_shuffled_so_a_cap_sees_every_question(data_dir):
+    s = task_splits(load_task("headline"))
+    assert s.test["question_column"].iloc[:60].nunique() == 6
+
+
+def test_shots_cycle_labels_and_skip_exhausted_ones(data_dir):
+    from finpeft.llm.train import pick_shots
+    task = load_task("ner")
+    train = task_splits(task).train
+    shots = pick_shots(train, task, 20, seed=1)
+    assert len(shots) == 20 and len({(r["sentence"], r["entity"]) for r in shots}) == 20
+    assert [r["label"] for r in shots[:3]] == ["location", "organization", "person"]
+    with pytest.raises(FinpeftError, match="shots asked"):
+        pick_shots(train, task, len(train) + 1, seed=1)

@@ -121,3 +121,59 @@ def test_interrupted_pretraining_resumes_from_its_checkpoint(data_dir, tmp_path,
     history = json.loads((out / "log_history.json").read_text())
     assert history[-1]["step"] == 24
 
+
+
+@pytest.fixture(scope="module")
+def scratch_models(data_dir, tmp_path_factory):
+    """A tiny T5 and a tiny Mamba2 pretrained for a few steps on the corpus."""
+    from finpeft.scratch.pretrain import load_scratch_recipe, pretrain_scratch
+    root = tmp_path_factory.mktemp("scratch")
+    common = ["max_texts=600", "vocab_size=1000", "max_length=48", "train.max_steps=10", "train.batch_size=8",
+              "train.eval_steps=100", "train.save_steps=100"]
+    return {"t5": pretrain_scratch(load_scratch_recipe(None, ["objective=span", *common]), root / "t5"),
+            "mamba2": pretrain_scratch(load_scratch_recipe(None, ["objective=clm", *common]), root / "mamba")}
+
+
+@pytest.mark.parametrize("method,arch", [("t5-head", "t5"), ("t5-text", "t5"), ("mamba-lm", "mamba2"),
+                                         ("mamba-bilstm", "mamba2"), ("lora", "mamba2")])
+def test_scratch_backbones_fine_tune_and_predict(method, arch, scratch_models, tmp_path):
+    """finpeft train on FPB rows with a from-scratch backbone; the saved run reloads through finpeft.load."""
+    import finpeft
+    from conftest import TINY
+    out = finpeft.train(None, TINY + [f"method={method}", f"model.backbone={scratch_models[arch]}",
+                                      "model.max_length=48"], output=tmp_path / "run")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 48 and 0 <= metrics["accuracy"] <= 1
+    texts = ["Operating profit rose to EUR 13.1 mn .", "The company's sales fell sharply ."]
+    model = finpeft.load(out)
+    pred = model.predict(texts)
+    assert len(pred) == 2 and {p["label"] for p in pred} <= {"negative", "neutral", "positive"}
+    np.testing.assert_allclose(model.predict_proba(texts), finpeft.load(out).predict_proba(texts), atol=1e-6)
+
+
+def test_t5_text_decoding_only_emits_label_words(scratch_models, fpb_rows):
+    from transformers import AutoTokenizer
+    from finpeft.methods import t5_text
+    from finpeft.recipe import ModelConfig
+    labels = ["negative", "neutral", "positive"]
+    model = t5_text.build(str(scratch_models["t5"]), labels, t5_text.Options(), ModelConfig())
+    tok = AutoTokenizer.from_pretrained(scratch_models["t5"])
+    words = model.generate_labels(tok, fpb_rows["text"].iloc[:24].tolist())
+    assert len(words) == 24 and set(words) <= set(labels)  # an untrained decoder, yet only label words
+    enc = tok(fpb_rows["text"].iloc[:4].tolist(), padding=True, return_tensors="pt")
+    import torch
+    with torch.no_grad():
+        scores = model(**enc).logits  # (B, K) log p(label word | text)
+    assert scores.shape == (4, 3) and (scores < 0).all()
+    free = model.generate(input_ids=model.with_prefix(enc["input_ids"], enc["attention_mask"])[0], max_new_tokens=3)
+    assert free.shape[0] == 4  # the same model also decodes freely (generate passes through)
+
+
+def test_scratch_method_on_a_wrong_backbone_is_a_one_line_error(data_dir, tmp_path):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "finpeft.cli", "train", "method=t5-text", "-o", str(tmp_path / "x")],
+                          capture_output=True, text=True, timeout=600)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert last.startswith("finpeft: error: method t5-text needs a t5 backbone (finpeft pretrain objective=span)")

@@ -337,11 +337,13 @@ def llm_compare(
 @llm_app.command("evaluate")
 def llm_evaluate(
     run_dir: Optional[Path] = typer.Argument(None, help="An LLM run dir (omit to score the plain --backbone)."),
-    task: List[str] = typer.Option(["fpb"], "--task", help="Task name or YAML (repeatable)."),
+    task: Optional[List[str]] = typer.Option(None, "--task", help="Task name or YAML (repeatable; default: the "
+                                             "run's tasks, or fpb)."),
     backbone: str = typer.Option("smollm2-135m", "--backbone", help="Without RUN_DIR: the untuned model to score."),
     shots: int = typer.Option(0, "--shots", min=0, help="Few-shot examples from the task's train split."),
     max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="Score the first N test rows."),
-    max_length: int = typer.Option(512, "--max-length", min=16),
+    max_length: Optional[int] = typer.Option(None, "--max-length", min=16, help="Prompt budget in tokens "
+                                             "(default: the run's max_length, or 512)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Free-text tasks "
                                                  "(default: the task's)."),
     sample: bool = typer.Option(False, "--sample", help="Free-text tasks: sample instead of greedy decoding."),
@@ -353,9 +355,12 @@ def llm_evaluate(
     from transformers import set_seed
     from .llm.data import task_splits
     from .llm.generate import GenerationSettings
-    from .llm.tasks import load_task
-    from .llm.train import evaluate_task, headline, load_backbone, load_llm_run, pick_shots
-    tasks = [load_task(t) for t in task]
+    from .llm.tasks import Task, load_task
+    from .llm.train import evaluate_task, headline, load_backbone, load_llm_run, pick_shots, read_llm_run
+    info = read_llm_run(run_dir) if run_dir else {}
+    tasks = [load_task(t) for t in task] if task else [Task.model_validate(t) for t in info.get("tasks", [])] \
+        or [load_task("fpb")]
+    max_length = max_length or info.get("max_length", 512)
     splits = {t.name: task_splits(t) for t in tasks}  # data problems surface before the model loads
     tok, model = (load_llm_run(run_dir)[:2]) if run_dir else load_backbone(backbone)
     generation = GenerationSettings(max_new_tokens=max_new_tokens, do_sample=sample)
@@ -381,6 +386,8 @@ def llm_predict(
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="CSV/JSONL file; an `adapter` column picks "
                                          "the adapter per row."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where --input's predictions go (CSV)."),
+    task: Optional[str] = typer.Option(None, "--task", help="Ask this task (name or YAML) instead of each "
+                                       "adapter's first task; --input then needs the task's columns."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
 ):
     """Answer with one of several adapters on one base, switched per request (or per row of --input)."""
@@ -404,13 +411,14 @@ def llm_predict(
             raise FinpeftError(f"unknown adapter {a!r}: loaded {', '.join(predictor.adapters)} (or base)")
     generation = GenerationSettings(max_new_tokens=max_new_tokens)
     if text:
-        for _, r in predictor.predict(text, None if chosen == "base" else chosen, generation=generation).iterrows():
+        for _, r in predictor.predict(text, None if chosen == "base" else chosen, task,
+                                      generation=generation).iterrows():
             typer.echo(f"[{r['adapter']}] {r['prediction']}\t{r['input']}")
         return
     parts = []
     for a in sorted(names):  # one batch per adapter, then back into input order
         mine = rows[rows["adapter"] == a]
-        parts.append(predictor.predict(mine.drop(columns=["adapter"]), None if a == "base" else a,
+        parts.append(predictor.predict(mine.drop(columns=["adapter"]), None if a == "base" else a, task,
                                        generation=generation).set_index(mine.index))
     from .runs import write_atomic
     result = pd.concat(parts).sort_index()

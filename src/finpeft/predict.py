@@ -235,6 +235,8 @@ def _load_model(model_dir: Path, info: dict):
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     trc = info.get("trust_remote_code", False)
+    from .scratch.classify import register
+    register()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trc)
     if info["artifact"] == "hf":
         return tokenizer, AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trc)

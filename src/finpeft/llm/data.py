@@ -48,7 +48,8 @@ def task_splits(task: Task, seed: int = SPLIT_SEED) -> TaskSplits:
         train, test = _group_split(task, whole)
         notes.append(f"no train+test pair: {task.test_size:.0%} of the groups held out as test (seed {SPLIT_SEED})")
     need = [task.label_column] if task.choices else [task.answer_column]
-    _need(task, train, need)
+    _need(task, train, need + task.input_columns)
+    _need(task, test, need + task.input_columns)
     if task.choices:
         for f in (train, test):
             stray = sorted(set(f[task.label_column]) - set(task.choices))
@@ -65,6 +66,7 @@ def _catalog_splits(task: Task, seed: int) -> TaskSplits:
     data = load_dataset_splits(cfg)
     if task.choices and set(data.labels) - set(task.choices):
         raise FinpeftError(f"task {task.name}: labels {sorted(set(data.labels) - set(task.choices))} have no choice")
+    _need(task, data.test, task.input_columns)
     # the classifier's valid split is training data for an LLM (no early stopping on it)
     return TaskSplits(pd.concat([data.train, data.valid], ignore_index=True), data.test, data.notes)
 
@@ -113,4 +115,5 @@ def _group_split(task: Task, df: pd.DataFrame):
         raise FinpeftError(f"task {task.name}: too few distinct rows to split ({groups.nunique()})")
     tr, te = next(GroupShuffleSplit(n_splits=1, test_size=task.test_size, random_state=SPLIT_SEED)
                   .split(df, groups=groups))
-    return df.iloc[tr], df.iloc[te]
+    # shuffled: expanded rows come question by question, and a first-N cap must see every question
+    return (df.iloc[tr].sample(frac=1, random_state=SPLIT_SEED), df.iloc[te].sample(frac=1, random_state=SPLIT_SEED))

@@ -51,10 +51,18 @@ class LLMPredictor:
             raise FinpeftError(f"unknown adapter {adapter!r}: loaded {', '.join(self.adapters)}")
         t = load_task(task) if task else self.tasks[adapter or self.adapters[0]]
         column = t.answer_column or t.label_column
-        rows = (inputs.copy() if isinstance(inputs, pd.DataFrame)
-                else pd.DataFrame({t.text_column: [str(x) for x in inputs]}))
+        if isinstance(inputs, pd.DataFrame):
+            rows = inputs.copy()
+        elif len(t.input_columns) == 1:
+            rows = pd.DataFrame({t.input_columns[0]: [str(x) for x in inputs]})
+        else:
+            raise FinpeftError(f"task {t.name} reads columns {', '.join(t.input_columns)}: pass a table (--input "
+                               f"FILE) with them")
+        missing = [c for c in t.input_columns if c not in rows]
+        if missing:
+            raise FinpeftError(f"task {t.name}: inputs need column(s) {', '.join(missing)}")
         if t.text_column not in rows:
-            raise FinpeftError(f"task {t.name}: inputs need a {t.text_column!r} column")
+            rows[t.text_column] = ""
         rows[column] = _placeholder(t)
         if adapter is None:
             with self.model.disable_adapter():

@@ -59,6 +59,13 @@ class Task(BaseModel):
         return self
 
     @property
+    def input_columns(self) -> list[str]:
+        """The row columns input_template reads."""
+        import string
+        return sorted({f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(self.input_template)
+                       if f})
+
+    @property
     def is_classification(self) -> bool:
         return self.choices is not None
 
@@ -109,12 +116,20 @@ def render_prompt(task: Task, tokenizer, row: dict, shots: list[dict] = ()) -> s
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
+def fit_prompt(ids: list[int], budget: int, tail: int = 32) -> list[int]:
+    """A prompt cut to `budget` tokens from the middle: its head (system, instruction, the question or name
+    asked about) and its tail (end of the input and the assistant turn opener) survive."""
+    if len(ids) <= budget:
+        return ids
+    tail = min(tail, budget // 4)
+    return ids[:budget - tail] + ids[len(ids) - tail:]
+
+
 def encode_example(tokenizer, prompt: str, answer: str, max_length: int) -> dict:
     """input_ids = prompt + answer + end-of-turn; labels = IGNORE on the prompt, so the loss is on the answer
-    only. A prompt too long is cut from the left (the answer and the instruction's end survive); an answer
-    too long is cut at max_length."""
+    only. A prompt too long is cut in the middle (fit_prompt); an answer too long is cut at max_length."""
     p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     a = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    p = p[-max(1, max_length - len(a)):]
+    p = fit_prompt(p, max(1, max_length - len(a)))
     ids = (p + a)[:max_length]
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": ([IGNORE] * len(p) + a)[:max_length]}

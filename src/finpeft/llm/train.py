@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import __version__
 from ..errors import FinpeftError
@@ -69,12 +69,6 @@ class LLMRecipe(_Strict):
     mixing: Mixing = Field(default_factory=Mixing)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
 
-    @model_validator(mode="after")
-    def _weights_name_tasks(self):
-        stray = set(self.mixing.weights) - set(self.tasks)
-        if stray:
-            raise ValueError(f"mixing.weights names tasks not in tasks: {sorted(stray)}")
-        return self
 
 
 def load_llm_recipe(path: str | None = None, overrides: list[str] | None = None) -> LLMRecipe:
@@ -92,8 +86,12 @@ def load_llm_recipe(path: str | None = None, overrides: list[str] | None = None)
         recipe = LLMRecipe.model_validate(tree)
     except ValidationError as e:
         raise FinpeftError(f"{path or 'recipe'}: {format_validation_error(e)}") from None
-    for t in recipe.tasks:
-        load_task(t)  # an unknown task fails now
+    names = [load_task(t).name for t in recipe.tasks]  # an unknown task fails now
+    if len(set(names)) != len(names):
+        raise FinpeftError(f"tasks: a task appears twice ({', '.join(names)})")
+    stray = set(recipe.mixing.weights) - set(names)
+    if stray:
+        raise FinpeftError(f"mixing.weights names tasks not in tasks: {sorted(stray)} (tasks are {', '.join(names)})")
     if recipe.method.name == "qlora":
         check_qlora()
     return recipe
@@ -118,8 +116,16 @@ def pick_shots(train_df, task: Task, k: int, seed: int) -> list[dict]:
         return train_df.sample(n=min(k, len(train_df)), random_state=int(rng.integers(1 << 31))).to_dict("records")
     by_label = {l: g.sample(frac=1, random_state=int(rng.integers(1 << 31))).to_dict("records")
                 for l, g in train_df.groupby(task.label_column)}
-    labels = [l for l in task.choices if l in by_label]
-    return [by_label[labels[i % len(labels)]][i // len(labels)] for i in range(k)]
+    if k > len(train_df):
+        raise FinpeftError(f"task {task.name}: {k} shots asked, the train split has {len(train_df)} rows")
+    queues = [by_label[l] for l in task.choices if l in by_label]
+    shots, i = [], 0
+    while len(shots) < k:  # round robin over the labels; a label that runs out is skipped
+        q = queues[i % len(queues)]
+        if q:
+            shots.append(q.pop())
+        i += 1
+    return shots
 
 
 def score_task(model, tokenizer, task: Task, rows, shots: list[dict], max_length: int, batch_size: int = 8):
@@ -153,17 +159,17 @@ def evaluate_task(model, tokenizer, task: Task, rows, shots: list[dict], max_len
         refs = rows[task.answer_column].astype(str).tolist()
         metrics = text_metrics(answers, refs, task.metrics)
         pred = pd.DataFrame({"reference": refs, "prediction": answers})
-    pred.insert(0, "input", rows[task.text_column].astype(str).str.slice(0, 300).to_numpy())
+    pred.insert(0, "input", [task.user_message(r)[-300:] for r in rows.to_dict("records")])
     return pred, metrics
 
 
-def headline(metrics: dict) -> str:
+def headline(metrics: dict, sep: str = " | ") -> str:
     """One line of the scores a task reports."""
     if "accuracy" in metrics:
-        return (f"accuracy {metrics['accuracy']:.4f} | macro-F1 {metrics['macro_f1']:.4f} | "
-                f"weighted-F1 {metrics['weighted_f1']:.4f}")
+        return sep.join([f"accuracy {metrics['accuracy']:.4f}", f"macro-F1 {metrics['macro_f1']:.4f}",
+                         f"weighted-F1 {metrics['weighted_f1']:.4f}"])
     keys = [k for k in ("rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match", "token_f1") if k in metrics]
-    return " | ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+    return sep.join(f"{k} {metrics[k]:.4f}" for k in keys)
 
 
 def load_backbone(name: str, method: LLMMethod | None = None):
@@ -274,6 +280,8 @@ def train_llm(recipe: LLMRecipe, output: str | Path | None = None, overwrite: bo
         _say(f"{t.name} test (n={len(test)}): {headline(metrics[t.name])}")
     model.save_pretrained(work / "model")
     tok.save_pretrained(work / "model")
+    import shutil
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     info = {"finpeft_version": __version__, "artifact": "llm", "backbone": recipe.backbone, "method": m.name,
             "tasks": [t.model_dump() for t in tasks], "mixing": recipe.mixing.model_dump(), "train_rows": counts,
@@ -294,7 +302,7 @@ def render_report(info: dict, metrics: dict) -> str:
              f"(loss {info.get('train_loss')}); seed {info['seed']}; mixing {info.get('mixing', {}).get('strategy')} "
              f"{info.get('train_rows')}; {info['shots']}-shot prompts at evaluation.", "",
              "| task | n (test) | scores |", "|---|---|---|"]
-    lines += [f"| {t} | {m['n']} | {headline(m)} |" for t, m in metrics.items()]
+    lines += [f"| {t} | {m['n']} | {headline(m, ', ')} |" for t, m in metrics.items()]
     return "\n".join(lines) + "\n"
 
 

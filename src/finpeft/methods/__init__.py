@@ -32,6 +32,10 @@ METHODS: dict[str, str] = {
     "gamba": "finpeft.methods.gamba",
     "bilstm": "finpeft.methods.bilstm",
     "cnn-lstm": "finpeft.methods.cnn_lstm",
+    "t5-head": "finpeft.methods.t5_head",  # the four below need a backbone from `finpeft pretrain objective=...`
+    "t5-text": "finpeft.methods.t5_text",
+    "mamba-lm": "finpeft.methods.mamba_lm",
+    "mamba-bilstm": "finpeft.methods.mamba_bilstm",
 }
 
 

@@ -1,0 +1,29 @@
+"""t5-text: the from-scratch T5 as a text-to-text classifier: "sentiment: <text>" -> the label word. Trained
+with the LM loss on the label word; predictions are the most likely label word (scratch/classify.py)."""
+from pydantic import BaseModel, ConfigDict
+
+from .scratch_common import TRAIN_DEFAULTS  # noqa: F401
+
+ARTIFACT = "hf"
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prefix: str = "sentiment: "
+
+
+def check(opts) -> None:
+    pass
+
+
+def build(model_path, labels, opts, model_cfg):
+    import torch
+    from transformers import AutoTokenizer
+    from ..scratch.classify import T5TextClassifier, T5TextConfig
+    from .scratch_common import scratch_config
+    base = scratch_config(model_path, labels, "t5", "t5-text", model_cfg)
+    tok = AutoTokenizer.from_pretrained(model_path)
+    config = T5TextConfig(**{k: v for k, v in base.to_dict().items() if k not in ("model_type", "architectures")},
+                          label_token_ids=[tok(l)["input_ids"] for l in labels],  # word + </s>
+                          prefix_ids=tok(opts.prefix, add_special_tokens=False)["input_ids"] if opts.prefix else [])
+    return T5TextClassifier.from_pretrained(model_path, config=config, dtype=torch.float32)
