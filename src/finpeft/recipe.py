@@ -172,17 +172,21 @@ def apply_overrides(tree: dict, overrides: list[str]) -> dict:
     return tree
 
 
+def read_yaml(path: str | Path):
+    """A recipe file's YAML tree; a missing or unreadable file is a one-line error."""
+    src = Path(path)
+    if not src.is_file():
+        raise FinpeftError(f"recipe {src} not found")
+    try:
+        return yaml.safe_load(src.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise FinpeftError(f"recipe {src} is not valid YAML: {str(e).splitlines()[0]}") from None
+
+
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
     """Read a recipe, apply overrides, validate. No path: the defaults (MiniLM + FPB + full = recipes/fpb.yaml)."""
-    tree: Any = {}
     src = Path(path) if path else None
-    if src is not None:
-        if not src.is_file():
-            raise FinpeftError(f"recipe {src} not found")
-        try:
-            tree = yaml.safe_load(src.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise FinpeftError(f"recipe {src} is not valid YAML: {str(e).splitlines()[0]}") from None
+    tree: Any = read_yaml(src) if src is not None else {}
     if src is not None and tree is None:  # most likely the wrong file; running the defaults would hide that
         raise FinpeftError(f"recipe {src} is empty (to train with the defaults, give no recipe)")
     if not isinstance(tree, dict):

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import __version__
 from ..errors import FinpeftError
-from ..recipe import apply_overrides, format_validation_error
+from ..recipe import apply_overrides, format_validation_error, read_yaml
 from ..runs import default_output, finish, prepare, write_atomic
 from .data import TaskSplits, task_splits
 from .generate import GenerationSettings, generate
@@ -72,14 +72,7 @@ class LLMRecipe(_Strict):
 
 
 def load_llm_recipe(path: str | None = None, overrides: list[str] | None = None) -> LLMRecipe:
-    tree = {}
-    if path:
-        if not Path(path).is_file():
-            raise FinpeftError(f"recipe {path} not found")
-        try:
-            tree = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise FinpeftError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    tree = (read_yaml(path) or {}) if path else {}
     tree = apply_overrides(tree, [o.replace("method=", "method.name=", 1) if o.startswith("method=") else o
                                   for o in overrides or []])
     try:

@@ -1,18 +1,9 @@
 """mamba-lm: a Mamba2 language model pretrained from scratch (finpeft pretrain objective=clm), fine-tuned in
 full with a linear head on the last token's state."""
-from pydantic import BaseModel, ConfigDict
-
-from .scratch_common import TRAIN_DEFAULTS, from_config, scratch_config  # noqa: F401
+from .common import NoOptions as Options  # noqa: F401
+from .scratch_common import TRAIN_DEFAULTS, check, from_config, scratch_config  # noqa: F401
 
 ARTIFACT = "hf"
-
-
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def check(opts) -> None:
-    pass
 
 
 def build(model_path, labels, opts, model_cfg):

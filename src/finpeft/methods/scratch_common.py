@@ -6,6 +6,10 @@ from ..errors import FinpeftError
 TRAIN_DEFAULTS = {"lr": 5e-4}  # small models, fully trained: a larger step than BERT fine-tuning's 5e-5
 
 
+def check(opts) -> None:  # the backbone is checked when it is loaded (scratch_config)
+    pass
+
+
 def scratch_config(model_path: str, labels: list[str], model_type: str, method: str, model_cfg):
     from transformers import AutoConfig
     from ..scratch.classify import register

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import FinpeftError
@@ -63,15 +62,8 @@ class ScratchRecipe(_Strict):
 
 
 def load_scratch_recipe(path: str | None, overrides: list[str]) -> ScratchRecipe:
-    from ..recipe import apply_overrides, format_validation_error
-    tree = {}
-    if path:
-        if not Path(path).is_file():
-            raise FinpeftError(f"recipe {path} not found")
-        try:
-            tree = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise FinpeftError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    from ..recipe import apply_overrides, format_validation_error, read_yaml
+    tree = (read_yaml(path) or {}) if path else {}
     tree = apply_overrides(tree, overrides)
     try:
         r = ScratchRecipe.model_validate(tree)
