@@ -79,9 +79,7 @@ def load_llm_recipe(path: str | None = None, overrides: list[str] | None = None)
         recipe = LLMRecipe.model_validate(tree)
     except ValidationError as e:
         raise FinpeftError(f"{path or 'recipe'}: {format_validation_error(e)}") from None
-    names = [load_task(t).name for t in recipe.tasks]  # an unknown task fails now
-    if len(set(names)) != len(names):
-        raise FinpeftError(f"tasks: a task appears twice ({', '.join(names)})")
+    names = [load_task(t).name for t in recipe.tasks]  # an unknown task fails now (a repeated one in train_llm)
     stray = set(recipe.mixing.weights) - set(names)
     if stray:
         raise FinpeftError(f"mixing.weights names tasks not in tasks: {sorted(stray)} (tasks are {', '.join(names)})")
