@@ -123,6 +123,22 @@ def test_interrupted_pretraining_resumes_from_its_checkpoint(data_dir, tmp_path,
 
 
 
+def test_zero_steps_is_the_random_init_baseline_with_a_given_tokenizer(data_dir, tmp_path):
+    """train.max_steps=0 + tokenizer=DIR: the same tokenizer, the model left at its (seeded) initial weights."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    import finpeft.scratch.pretrain as sp
+    common = ["max_texts=300", "vocab_size=800", "max_length=32", "train.batch_size=4", "train.eval_steps=100"]
+    trained = sp.pretrain_scratch(sp.load_scratch_recipe(None, [*common, "train.max_steps=6"]), tmp_path / "a")
+    rand = sp.pretrain_scratch(sp.load_scratch_recipe(None, [*common, "train.max_steps=0", f"tokenizer={trained}"]),
+                               tmp_path / "b")
+    info = json.loads((rand / "pretrain.json").read_text())
+    assert info["steps"] == 0 and info["valid_loss_before"] == info["valid_loss_after"]
+    assert AutoTokenizer.from_pretrained(rand).get_vocab() == AutoTokenizer.from_pretrained(trained).get_vocab()
+    a, b = AutoModelForSeq2SeqLM.from_pretrained(trained), AutoModelForSeq2SeqLM.from_pretrained(rand)
+    assert a.shared.weight.shape == b.shared.weight.shape and not torch.equal(a.shared.weight, b.shared.weight)
+
+
 @pytest.fixture(scope="module")
 def scratch_models(data_dir, tmp_path_factory):
     """A tiny T5 and a tiny Mamba2 pretrained for a few steps on the corpus."""
@@ -134,16 +150,23 @@ def scratch_models(data_dir, tmp_path_factory):
             "mamba2": pretrain_scratch(load_scratch_recipe(None, ["objective=clm", *common]), root / "mamba")}
 
 
-@pytest.mark.parametrize("method,arch", [("t5-head", "t5"), ("t5-text", "t5"), ("mamba-lm", "mamba2"),
-                                         ("mamba-bilstm", "mamba2"), ("lora", "mamba2")])
-def test_scratch_backbones_fine_tune_and_predict(method, arch, scratch_models, tmp_path):
-    """finpeft train on FPB rows with a from-scratch backbone; the saved run reloads through finpeft.load."""
+@pytest.mark.parametrize("method,arch,lora", [("t5-head", "t5", False), ("t5-text", "t5", False),
+                                              ("mamba-lm", "mamba2", False), ("mamba-bilstm", "mamba2", False),
+                                              ("lora", "mamba2", False), ("t5-text", "t5", True),
+                                              ("mamba-bilstm", "mamba2", True)])
+def test_scratch_backbones_fine_tune_and_predict(method, arch, lora, scratch_models, tmp_path):
+    """finpeft train on FPB rows with a from-scratch backbone; the saved run reloads through finpeft.load.
+    With method.lora_r only the adapters (and the BiLSTM head) train, and the run keeps the merged model."""
     import finpeft
     from conftest import TINY
+    extra = ["method.lora_r=4"] if lora else []
     out = finpeft.train(None, TINY + [f"method={method}", f"model.backbone={scratch_models[arch]}",
-                                      "model.max_length=48"], output=tmp_path / "run")
+                                      "model.max_length=48", *extra], output=tmp_path / "run")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 48 and 0 <= metrics["accuracy"] <= 1
+    if lora:
+        assert metrics["trainable_params"] < 0.35 * metrics["total_params"], metrics
+        assert not (out / "model" / "adapter_config.json").exists()  # merged: a plain transformers model dir
     texts = ["Operating profit rose to EUR 13.1 mn .", "The company's sales fell sharply ."]
     model = finpeft.load(out)
     pred = model.predict(texts)
@@ -177,3 +200,70 @@ def test_scratch_method_on_a_wrong_backbone_is_a_one_line_error(data_dir, tmp_pa
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert last.startswith("finpeft: error: method t5-text needs a t5 backbone (finpeft pretrain objective=span)")
+
+
+def _tiny_t5():
+    import torch
+    from transformers import T5ForConditionalGeneration
+    from finpeft.scratch.models import t5_config
+    torch.manual_seed(0)
+    return T5ForConditionalGeneration(t5_config("tiny", 500, 0, 1)).eval()
+
+
+def test_slim_attention_equals_standard_attention_and_halves_the_self_attention_cache():
+    """Token-by-token cached decoding with slim attention (K cached, V recomputed) gives the logits of one
+    uncached standard forward; the self-attention cache holds half the bytes."""
+    import torch
+    from transformers import DynamicCache, EncoderDecoderCache
+    from finpeft.scratch import slim_attention
+    model = _tiny_t5()
+    x = torch.randint(3, 500, (3, 20))
+    mask = torch.ones_like(x)
+    mask[1, 15:] = 0
+    y = torch.randint(3, 500, (3, 25))
+
+    def cached(model):
+        enc = model.encoder(input_ids=x, attention_mask=mask)
+        cache, steps = EncoderDecoderCache(DynamicCache(), DynamicCache()), []
+        for i in range(y.shape[1]):
+            out = model(encoder_outputs=enc, attention_mask=mask, decoder_input_ids=y[:, i:i + 1],
+                        past_key_values=cache, use_cache=True)
+            steps.append(out.logits)
+            cache = out.past_key_values
+        return torch.cat(steps, 1), slim_attention.cache_bytes(cache)
+
+    with torch.no_grad():
+        full = model(input_ids=x, attention_mask=mask, decoder_input_ids=y).logits  # (3, 25, 500)
+        _, standard_bytes = cached(model)
+        slim_attention.enable(model)
+        slim, slim_bytes = cached(model)
+    assert type(model.decoder.block[0].layer[0].SelfAttention).__name__ == "SlimT5Attention"
+    torch.testing.assert_close(slim, full, rtol=1e-4, atol=1e-5 * full.abs().max().item())
+    assert slim_bytes["self"] * 2 == standard_bytes["self"] and slim_bytes["cross"] == standard_bytes["cross"]
+    slim_attention.enable(model, False)  # and back: the standard class, the same weights
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=x, attention_mask=mask, decoder_input_ids=y).logits, full)
+
+
+def test_slim_attention_generate_matches_and_t5_text_option(scratch_models, fpb_rows):
+    import torch
+    from transformers import AutoTokenizer
+    from finpeft.methods import t5_text
+    from finpeft.recipe import ModelConfig
+    from finpeft.scratch import slim_attention
+    model = _tiny_t5()
+    x = torch.randint(3, 500, (2, 16))
+    kw = dict(max_new_tokens=12, do_sample=False, return_dict_in_generate=True, output_scores=True)
+    standard = model.generate(input_ids=x, **kw)
+    slim_attention.enable(model)
+    slim = model.generate(input_ids=x, **kw)
+    assert torch.equal(standard.sequences, slim.sequences)
+    torch.testing.assert_close(torch.stack(slim.scores), torch.stack(standard.scores), rtol=1e-4, atol=1e-3)
+
+    labels = ["negative", "neutral", "positive"]
+    tok = AutoTokenizer.from_pretrained(scratch_models["t5"])
+    texts = fpb_rows["text"].iloc[:16].tolist()
+    plain = t5_text.build(str(scratch_models["t5"]), labels, t5_text.Options(), ModelConfig())
+    slim_model = t5_text.build(str(scratch_models["t5"]), labels, t5_text.Options(slim_attention=True), ModelConfig())
+    assert slim_model.config.finpeft_slim_attention
+    assert slim_model.generate_labels(tok, texts) == plain.generate_labels(tok, texts)

@@ -255,8 +255,8 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         from .inspection import inspect_frozen
         inspect_frozen(scorer, tokenizer, data.test["text"].tolist(), y, data.labels, work, recipe.model.max_length,
                        t.eval_batch_size, seed=recipe.seed, method=recipe.method.name)
-    else:
-        trainer.model.save_pretrained(model_dir)
+    else:  # a method may save something else than what it trained (scratch methods: LoRA merged)
+        getattr(method, "saved_model", lambda m: m)(trainer.model).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     run_info = {"finpeft_version": __version__, "artifact": method.ARTIFACT, "method": recipe.method.name,
                 "backbone": recipe.model.backbone, "backbone_path": model_path, "labels": data.labels,

@@ -1,9 +1,20 @@
-"""Loading the from-scratch models (finpeft pretrain objective=span|clm) as classifiers."""
+"""Loading the from-scratch models (finpeft pretrain objective=span|clm) as classifiers, optionally with LoRA."""
 from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import FinpeftError
 
 TRAIN_DEFAULTS = {"lr": 5e-4}  # small models, fully trained: a larger step than BERT fine-tuning's 5e-5
+
+
+class Options(BaseModel):
+    """`method.lora_r=8` trains LoRA adapters (peft) instead of every weight; the run saves the merged model,
+    so it loads like a fully fine-tuned one (these models are small: an adapter dir would save little)."""
+    model_config = ConfigDict(extra="forbid")
+    lora_r: int | None = Field(None, ge=1)
+    lora_alpha: float = Field(16, gt=0)
+    lora_dropout: float = Field(0.1, ge=0, lt=1)
 
 
 def check(opts) -> None:  # the backbone is checked when it is loaded (scratch_config)
@@ -29,3 +40,20 @@ def from_config(model_path: str, config):
     import torch
     from transformers import AutoModelForSequenceClassification
     return AutoModelForSequenceClassification.from_pretrained(model_path, config=config, dtype=torch.float32)
+
+
+def with_lora(model, opts, arch: str, head: list[str]):
+    """LoRA on the architecture's usual targets (methods/lora.py); `head` modules train in full."""
+    if opts.lora_r is None:
+        return model
+    from peft import LoraConfig, get_peft_model
+    from .lora import TARGETS
+    cfg = LoraConfig(r=opts.lora_r, lora_alpha=opts.lora_alpha, lora_dropout=opts.lora_dropout,
+                     target_modules=TARGETS[arch], modules_to_save=head or None)
+    return get_peft_model(model, cfg)
+
+
+def saved_model(model):
+    """What the run dir keeps: a LoRA-trained model merged into plain weights (loads with the Auto API)."""
+    from peft import PeftModel
+    return model.merge_and_unload() if isinstance(model, PeftModel) else model

@@ -1,19 +1,16 @@
 """t5-text: the from-scratch T5 as a text-to-text classifier: "sentiment: <text>" -> the label word. Trained
-with the LM loss on the label word; predictions are the most likely label word (scratch/classify.py)."""
-from pydantic import BaseModel, ConfigDict
-
-from .scratch_common import TRAIN_DEFAULTS  # noqa: F401
+with the LM loss on the label word; predictions are the most likely label word (scratch/classify.py).
+`method.lora_r=8` trains LoRA adapters instead of every weight; `method.slim_attention=true` makes decoding
+(`generate_labels`) cache keys only (scratch/slim_attention.py)."""
+from .scratch_common import TRAIN_DEFAULTS, check, saved_model, with_lora  # noqa: F401
+from .scratch_common import Options as ScratchOptions
 
 ARTIFACT = "hf"
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Options(ScratchOptions):
     prefix: str = "sentiment: "
-
-
-def check(opts) -> None:
-    pass
+    slim_attention: bool = False
 
 
 def build(model_path, labels, opts, model_cfg):
@@ -25,5 +22,7 @@ def build(model_path, labels, opts, model_cfg):
     tok = AutoTokenizer.from_pretrained(model_path)
     config = T5TextConfig(**{k: v for k, v in base.to_dict().items() if k not in ("model_type", "architectures")},
                           label_token_ids=[tok(l)["input_ids"] for l in labels],  # word + </s>
-                          prefix_ids=tok(opts.prefix, add_special_tokens=False)["input_ids"] if opts.prefix else [])
-    return T5TextClassifier.from_pretrained(model_path, config=config, dtype=torch.float32)
+                          prefix_ids=tok(opts.prefix, add_special_tokens=False)["input_ids"] if opts.prefix else [],
+                          finpeft_slim_attention=opts.slim_attention)
+    model = T5TextClassifier.from_pretrained(model_path, config=config, dtype=torch.float32)
+    return with_lora(model, opts, "t5", [])

@@ -61,6 +61,12 @@ class T5TextConfig(T5Config):
 class T5TextClassifier(T5ForConditionalGeneration):
     config_class = T5TextConfig
 
+    def __init__(self, config: T5TextConfig):
+        super().__init__(config)
+        if getattr(config, "finpeft_slim_attention", False):  # decoding caches keys only
+            from .slim_attention import enable
+            enable(self)
+
     def _targets(self, device) -> tuple[torch.Tensor, torch.Tensor]:
         """(K, T) label targets padded with -100, and (K,) their token counts."""
         ids = self.config.label_token_ids

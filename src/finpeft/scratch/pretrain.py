@@ -30,7 +30,7 @@ class _Strict(BaseModel):
 
 class ScratchTrain(_Strict):
     epochs: float = Field(1.0, gt=0)
-    max_steps: int = -1
+    max_steps: int = Field(-1, ge=-1, description="-1: epochs decide; 0: no training, the random-init baseline")
     batch_size: int = Field(32, ge=1)
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(1e-2, gt=0)  # Adafactor's usual peak for T5 pretraining
@@ -190,7 +190,7 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
         torch.nn.init.normal_(model.lm_head.weight, std=cfg.d_model ** -0.5)
     n_params = sum(p.numel() for p in model.parameters())
     steps_per_epoch = math.ceil(len(train_ds) / (recipe.train.batch_size * recipe.train.grad_accum))
-    total = recipe.train.max_steps if recipe.train.max_steps > 0 else math.ceil(steps_per_epoch * recipe.train.epochs)
+    total = recipe.train.max_steps if recipe.train.max_steps >= 0 else math.ceil(steps_per_epoch * recipe.train.epochs)
     warmup = max(1, int(total * recipe.train.warmup_ratio))
     optimizer = Adafactor(model.parameters(), lr=recipe.train.lr, scale_parameter=False, relative_step=False,
                           warmup_init=False)
@@ -223,7 +223,8 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
          + (f"; resuming from {Path(ckpt).name}" if ckpt else ""))
     before = None if ckpt else trainer.evaluate()["eval_loss"]
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=ckpt)
+    if total:  # max_steps=0 keeps the initial weights: the same model and tokenizer, not pretrained
+        trainer.train(resume_from_checkpoint=ckpt)
     seconds = time.perf_counter() - started
     after = trainer.evaluate()["eval_loss"]
     history = trainer.state.log_history
