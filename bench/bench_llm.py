@@ -3,7 +3,7 @@ weighted-F1) beside FinLoRA's Llama-3.1-8B LoRA numbers; single-task vs multi-ta
 the free-text / other tasks (headline, NER, XBRL term, ECTSum ROUGE, FinanceBench EM/F1) reported however low.
 
     FINPEFT_DATA_DIR=../shared/datasets python bench/bench_llm.py [--output runs/bench-llm] [--train-samples 1000]
-        [--eval-samples N] [--shots 3] [--seed 42] [--publish docs/benchmarks.md]
+        [--eval-samples N] [--other-samples N] [--shots 3] [--seed 42] [--publish docs/benchmarks.md]
 
 Every step stores its result in OUTPUT/<step>.json and is skipped when re-run, so an interrupted bench resumes.
 The LoRA runs (single and multi) are `finpeft llm compare` runs in OUTPUT/compare.
@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--mixing", default="proportional")
     ap.add_argument("--skip-other", action="store_true", help="only the sentiment tasks")
+    ap.add_argument("--other-samples", type=int, default=None,
+                    help="cap the test rows of each other task too (a random draw; default the caps in OTHER)")
     ap.add_argument("--publish", default=None, help="markdown file to write the tables into")
     a = ap.parse_args()
     out = Path(a.output)
@@ -85,6 +87,7 @@ def main() -> None:
     results["lora"] = step("lora-single-vs-multi", run_compare)
     if not a.skip_other:
         for t, cap in OTHER.items():
+            cap = min(c for c in (cap, a.other_samples) if c) if cap or a.other_samples else None
             results[t] = step(f"{t}-zero-shot", lambda: score(t, 0, cap))
     body = render(results, a, overrides, compare_dir)
     print(body)
@@ -100,6 +103,7 @@ def render(results: dict, a, overrides: list[str], compare_dir: Path) -> str:
     cmd = ("FINPEFT_DATA_DIR=../shared/datasets python bench/bench_llm.py"
            + (f" --train-samples {a.train_samples}" if a.train_samples != 1000 else "")
            + (f" --eval-samples {a.eval_samples}" if a.eval_samples else "") + f" --shots {a.shots}"
+           + (f" --other-samples {a.other_samples}" if a.other_samples else "")
            + (f" --mixing {a.mixing}" if a.mixing != "proportional" else ""))
     lines = [f"### LLM track: SmolLM2-135M-Instruct on a 2-core CPU ({date.today().isoformat()})", "",
              f"Command: `{cmd} --publish docs/benchmarks.md`. Test splits as the classifier track (FPB FinLoRA test "

@@ -178,6 +178,16 @@ def test_shipped_grids_validate(path):
     assert len(cells(grid)) == len(grid.datasets) * len(grid.methods) * len(grid.backbones) * len(grid.seeds)
 
 
+def test_cell_is_labelled_with_the_backbone_its_method_entry_sets(tmp_path):
+    from finpeft.leaderboard import cells, load_grid
+    grid = load_grid(_grid(tmp_path, methods=["head", {"name": "head on a dir", "overrides": [
+        "method=head", f"model.backbone={tmp_path / 'my-encoder'}"]}]))
+    labels = {c["method"]: (c["backbone"], str(c["dir"])) for c in cells(grid) if c["seed"] == 42}
+    assert labels["head"] == ("minilm-l6", "fpb/head/minilm-l6-s42")
+    # the label names the encoder really trained; the run dir keeps the grid's name (resume finds old cells)
+    assert labels["head on a dir"] == (str(tmp_path / "my-encoder"), "fpb/head_on_a_dir/minilm-l6-s42")
+
+
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*.yaml")))
 def test_shipped_recipes_validate(path):
     from finpeft.methods import checked_method

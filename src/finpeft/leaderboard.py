@@ -100,10 +100,14 @@ def cells(grid: Grid) -> list[dict]:
                     ov = [*grid.overrides, f"data.dataset={ds}", f"model.backbone={bb}", *m.overrides,
                           f"seed={seed}"]
                     try:
-                        checked_method(load_recipe(grid.recipe, ov).method)
+                        recipe = load_recipe(grid.recipe, ov)
+                        checked_method(recipe.method)
                     except FinpeftError as e:
                         raise FinpeftError(f"cell {ds} / {m.name} / {bb} / seed {seed}: {e}") from None
-                    out.append({"dataset": ds, "method": m.name, "backbone": bb, "seed": seed, "overrides": ov,
+                    # label with the backbone the cell really trains (a method entry may override it); the
+                    # directory keeps the grid's name so finished cells are still found on resume
+                    out.append({"dataset": ds, "method": m.name, "backbone": recipe.model.backbone, "seed": seed,
+                                "overrides": ov,
                                 "dir": Path(slug(ds)) / slug(m.name) / f"{slug(Path(bb).name)}-s{seed}"})
     return out
 
