@@ -59,20 +59,23 @@ def main() -> None:
               flush=True)
         return result
 
-    def score(task_name, shots, cap):
+    def score(task_name, shots, cap, calibrate=False):
         task = load_task(task_name)
         s = task_splits(task)
         test = s.test
         if cap and cap < len(test):  # sentiment: the first rows, as `llm compare` scores; others: a random draw
             test = test.iloc[:cap] if task_name in SENTIMENT else test.sample(n=cap, random_state=0)
         tok, model = base()
-        _, m = evaluate_task(model, tok, task, test, pick_shots(s.train, task, shots, a.seed), 1024)
+        _, m = evaluate_task(model, tok, task, test, pick_shots(s.train, task, shots, a.seed), 1024,
+                             calibrate=calibrate)
         return {k: v for k, v in m.items() if k not in ("per_class", "confusion_matrix")}
 
     results = {}
     for t in SENTIMENT:
         results[f"{t}-zero"] = step(f"{t}-zero-shot", lambda: score(t, 0, a.eval_samples))
         results[f"{t}-few"] = step(f"{t}-{a.shots}-shot", lambda: score(t, a.shots, a.eval_samples))
+        results[f"{t}-zero-cal"] = step(f"{t}-zero-shot-calibrated", lambda: score(t, 0, a.eval_samples, True))
+        results[f"{t}-few-cal"] = step(f"{t}-{a.shots}-shot-calibrated", lambda: score(t, a.shots, a.eval_samples, True))
     overrides = [f"tasks=[{','.join(SENTIMENT)}]", f"train.max_train_samples={a.train_samples}",
                  f"mixing.strategy={a.mixing}", f"seed={a.seed}", "train.batch_size=8", "train.lr=2e-4"]
     if a.eval_samples:
@@ -110,15 +113,19 @@ def render(results: dict, a, overrides: list[str], compare_dir: Path) -> str:
              f"1,212; TFNS valid 2,388; FiQA-SA FinLoRA test 235){'; first ' + str(a.eval_samples) + ' rows' if a.eval_samples else ''}. "
              f"Labels by constrained scoring (log-likelihood of each answer word). LoRA r=8, alpha 16, all attention "
              f"and MLP projections, lr 2e-4, 1 epoch on {a.train_samples} training rows per task, seed {a.seed}; "
-             f"{a.shots}-shot prompts use train rows cycling through the labels.", "",
-             "| task | zero-shot acc / w-F1 | " + f"{a.shots}-shot acc / w-F1 | LoRA single-task acc / w-F1 | "
-             "LoRA multi-task acc / w-F1 | FinLoRA Llama-3.1-8B LoRA acc |", "|---|---|---|---|---|---|"]
+             f"{a.shots}-shot prompts use train rows cycling through the labels; *calibrated* divides out the label "
+             "prior the model shows on content-free inputs (N/A, empty, [MASK]; Zhao et al. 2021, `finpeft llm "
+             "evaluate --calibrate`).", "",
+             "| task | zero-shot acc / w-F1 | zero-shot calibrated | " + f"{a.shots}-shot | {a.shots}-shot calibrated | "
+             "LoRA single-task | LoRA multi-task (delta acc) | FinLoRA Llama-3.1-8B LoRA acc |",
+             "|---|---|---|---|---|---|---|---|"]
     for t in SENTIMENT:
-        z, f = results[f"{t}-zero"], results[f"{t}-few"]
+        z, f, zc, fc = (results[f"{t}-{k}"] for k in ("zero", "few", "zero-cal", "few-cal"))
         s, m = lora[f"single-{t}"][t], lora["multi"][t]
         anchor = next((f"{x.value:.4f}" for x in anchors_for(t) if x.system.startswith("FinLoRA")), "—")
         cell = lambda r: f"{r['accuracy']:.4f} / {r['weighted_f1']:.4f}"  # noqa: E731
-        lines.append(f"| {t} | {cell(z)} | {cell(f)} | {cell(s)} | {cell(m)} ({m['accuracy'] - s['accuracy']:+.4f}) "
+        lines.append(f"| {t} | {cell(z)} | {cell(zc)} | {cell(f)} | {cell(fc)} | {cell(s)} | {cell(m)} "
+                     f"({m['accuracy'] - s['accuracy']:+.4f}) "
                      f"| {anchor} |")
     secs = {n: i["train_seconds"] for n, i in info.items()}
     lines += ["", "Train seconds: " + ", ".join(f"{n} {s:.0f}" for n, s in secs.items())

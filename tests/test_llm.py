@@ -111,6 +111,25 @@ def _check_against_one_by_one(model, tok, prompts, choices, got):
     assert got.shape == (len(prompts), len(choices)) and np.isfinite(got).all()
 
 
+def test_calibration_divides_out_the_content_free_label_prior(smol):
+    """Zero-shot SmolLM2-135M answers "negative" to nearly all of FPB; dividing by its answer to content-free
+    inputs (N/A, "", [MASK]) spreads the predictions and lifts macro-F1 on the same real test rows."""
+    from finpeft.llm.data import task_splits
+    from finpeft.llm.tasks import load_task
+    from finpeft.llm.train import label_prior, score_task
+    tok, model = smol
+    task = load_task("fpb")
+    rows = task_splits(task).test.iloc[:40]
+    prior = label_prior(model, tok, task, rows.columns, [], 512)
+    assert prior.shape == (3,) and prior.sum() == pytest.approx(1) and prior.argmax() == 0  # negative
+    raw, m_raw = score_task(model, tok, task, rows, [], 512)
+    cal, m_cal = score_task(model, tok, task, rows, [], 512, calibrate=True)
+    want = raw / prior
+    np.testing.assert_allclose(cal, want / want.sum(1, keepdims=True), rtol=1e-6)
+    assert (raw.argmax(1) == 0).mean() > 0.8 and len(set(cal.argmax(1))) >= 2
+    assert m_cal["macro_f1"] > m_raw["macro_f1"] + 0.1
+
+
 @pytest.fixture(scope="module")
 def llm_run(smol_dir, tmp_path_factory):
     from finpeft.llm.train import load_llm_recipe, train_llm
@@ -162,6 +181,9 @@ def test_llm_cli_zero_shot_and_bad_task(smol_dir):
                         capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stderr[-500:]
     assert "fpb (test, n=6, 0-shot): accuracy" in ok.stdout
+    cal = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "evaluate", "--task", "fpb", "--max-samples", "6",
+                          "--calibrate"], capture_output=True, text=True, timeout=600)
+    assert cal.returncode == 0 and "fpb (test, n=6, 0-shot, calibrated): accuracy" in cal.stdout, cal.stderr[-500:]
     bad = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "evaluate", "--task", "nope"],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "unknown task" in bad.stderr

@@ -349,6 +349,8 @@ def llm_evaluate(
     sample: bool = typer.Option(False, "--sample", help="Free-text tasks: sample instead of greedy decoding."),
     seed: int = typer.Option(42, "--seed", help="Picks the few-shot examples (and seeds sampling)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Divide out the label prior the model shows on "
+                                   "content-free inputs (Zhao et al. 2021; classification tasks)."),
 ):
     """Zero-shot / few-shot / tuned scores on the tasks' test splits (label scoring or generation)."""
     import json
@@ -369,12 +371,13 @@ def llm_evaluate(
         set_seed(seed)
         test = splits[t.name].test.iloc[:max_samples] if max_samples else splits[t.name].test
         _, results[t.name] = evaluate_task(model, tok, t, test, pick_shots(splits[t.name].train, t, shots, seed),
-                                           max_length, generation)
-        typer.echo(f"{t.name} (test, n={results[t.name]['n']}, {shots}-shot): {headline(results[t.name])}")
+                                           max_length, generation, calibrate=calibrate)
+        typer.echo(f"{t.name} (test, n={results[t.name]['n']}, {shots}-shot{', calibrated' if calibrate else ''}): "
+                   f"{headline(results[t.name])}")
     if json_out:
         from .runs import write_atomic
         write_atomic(json_out, json.dumps({"model": str(run_dir or backbone), "shots": shots, "seed": seed,
-                                           "metrics": results}, indent=2))
+                                           "calibrate": calibrate, "metrics": results}, indent=2))
 
 
 @llm_app.command("predict")

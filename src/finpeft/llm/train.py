@@ -119,25 +119,46 @@ def pick_shots(train_df, task: Task, k: int, seed: int) -> list[dict]:
     return shots
 
 
-def score_task(model, tokenizer, task: Task, rows, shots: list[dict], max_length: int, batch_size: int = 8):
-    """(probabilities over the task's labels, metrics) of the model on `rows` by constrained scoring."""
-    from ..evaluate import classification_metrics
+# content-free inputs of "Calibrate Before Use" (Zhao et al., 2021): what the model answers to them is its
+# label prior (a small model's zero-shot answer is mostly this prior: SmolLM2-135M says "negative" to most of FPB)
+CONTENT_FREE = ("N/A", "", "[MASK]")
+
+
+def _choice_probs(model, tokenizer, task: Task, prompts: list[str], batch_size: int, max_length: int) -> np.ndarray:
     from .scorer import choice_logprobs
+    logp = choice_logprobs(model, tokenizer, prompts, list(task.choices.values()), batch_size, max_length)
+    probs = np.exp(logp - logp.max(1, keepdims=True))
+    return probs / probs.sum(1, keepdims=True)  # renormalised over the choices
+
+
+def label_prior(model, tokenizer, task: Task, columns, shots: list[dict], max_length: int) -> np.ndarray:
+    """(k,) the mean choice distribution when every input column holds a content-free string."""
+    prompts = [render_prompt(task, tokenizer, {c: cf for c in columns}, shots) for cf in CONTENT_FREE]
+    return _choice_probs(model, tokenizer, task, prompts, len(prompts), max_length).mean(0)
+
+
+def score_task(model, tokenizer, task: Task, rows, shots: list[dict], max_length: int, batch_size: int = 8,
+               calibrate: bool = False):
+    """(probabilities over the task's labels, metrics) of the model on `rows` by constrained scoring;
+    `calibrate` divides out the label prior (label_prior) and renormalises."""
+    from ..evaluate import classification_metrics
     labels = list(task.choices)
     prompts = [render_prompt(task, tokenizer, r, shots) for r in rows.to_dict("records")]
-    logp = choice_logprobs(model, tokenizer, prompts, [task.choices[l] for l in labels], batch_size, max_length)
-    probs = np.exp(logp - logp.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)  # renormalised over the choices
+    probs = _choice_probs(model, tokenizer, task, prompts, batch_size, max_length)
+    if calibrate:
+        probs = probs / label_prior(model, tokenizer, task, rows.columns, shots, max_length)
+        probs /= probs.sum(1, keepdims=True)
     y = np.array([labels.index(l) for l in rows[task.label_column]])
     return probs, classification_metrics(y, probs, labels)
 
 
 def evaluate_task(model, tokenizer, task: Task, rows, shots: list[dict], max_length: int,
-                  generation: GenerationSettings | None = None) -> tuple[pd.DataFrame, dict]:
-    """(per-row predictions, metrics): constrained scoring for choices, generation for free text."""
+                  generation: GenerationSettings | None = None, calibrate: bool = False) -> tuple[pd.DataFrame, dict]:
+    """(per-row predictions, metrics): constrained scoring for choices (optionally calibrated), generation for
+    free text."""
     from .text_metrics import text_metrics
     if task.is_classification:
-        probs, metrics = score_task(model, tokenizer, task, rows, shots, max_length)
+        probs, metrics = score_task(model, tokenizer, task, rows, shots, max_length, calibrate=calibrate)
         labels = list(task.choices)
         pred = pd.DataFrame({"reference": rows[task.label_column].to_numpy(),
                              "prediction": [labels[i] for i in probs.argmax(1)],
