@@ -36,6 +36,12 @@ def main() -> None:
     a = ap.parse_args()
     out = Path(a.output)
     out.mkdir(parents=True, exist_ok=True)
+    # the cached steps are only valid for the settings that made them (training rows: `llm compare` checks)
+    fixed = {"eval_samples": a.eval_samples, "other_samples": a.other_samples, "shots": a.shots, "seed": a.seed}
+    made = out / "bench-args.json"
+    if made.is_file() and json.loads(made.read_text()) != fixed:
+        raise SystemExit(f"error: {out} holds results made with {made.read_text().strip()}; use another --output")
+    made.write_text(json.dumps(fixed))
     from finpeft.llm.data import task_splits
     from finpeft.llm.tasks import load_task
     from finpeft.llm.train import evaluate_task, load_backbone, load_llm_recipe, pick_shots
@@ -129,7 +135,8 @@ def render(results: dict, a, overrides: list[str], compare_dir: Path) -> str:
                      f"| {anchor} |")
     secs = {n: i["train_seconds"] for n, i in info.items()}
     lines += ["", "Train seconds: " + ", ".join(f"{n} {s:.0f}" for n, s in secs.items())
-              + f"; multi-task rows {info['multi']['train_rows']} (mixing {a.mixing}). Scoring seconds (zero / few): "
+              + "; multi-task rows " + " + ".join(f"{n} {t}" for t, n in info["multi"]["train_rows"].items())
+              + f" (mixing {a.mixing}). Scoring seconds (zero / few): "
               + ", ".join(f"{t} {results[f'{t}-zero']['seconds']:.0f} / {results[f'{t}-few']['seconds']:.0f}"
                           for t in SENTIMENT) + "."]
     other = [t for t in OTHER if t in results]
@@ -138,7 +145,7 @@ def render(results: dict, a, overrides: list[str], compare_dir: Path) -> str:
                   "| task | test rows | scores | seconds |", "|---|---|---|---|"]
         from finpeft.llm.train import headline
         for t in other:
-            lines.append(f"| {t} | {results[t]['n']} | {headline(results[t])} | {results[t]['seconds']:.0f} |")
+            lines.append(f"| {t} | {results[t]['n']} | {headline(results[t], sep=', ')} | {results[t]['seconds']:.0f} |")
     return "\n".join(lines)
 
 

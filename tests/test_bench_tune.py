@@ -186,6 +186,10 @@ def test_cell_is_labelled_with_the_backbone_its_method_entry_sets(tmp_path):
     assert labels["head"] == ("minilm-l6", "fpb/head/minilm-l6-s42")
     # the label names the encoder really trained; the run dir keeps the grid's name (resume finds old cells)
     assert labels["head on a dir"] == (str(tmp_path / "my-encoder"), "fpb/head_on_a_dir/minilm-l6-s42")
+    twice = load_grid(_grid(tmp_path, backbones=["minilm-l6", "all-MiniLM-L6-v2"], methods=[
+        {"name": "own", "overrides": ["method=head", f"model.backbone={tmp_path / 'my-encoder'}"]}]))
+    with pytest.raises(FinpeftError, match="same cell"):
+        cells(twice)
 
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*.yaml")))

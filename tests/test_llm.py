@@ -120,7 +120,7 @@ def test_calibration_divides_out_the_content_free_label_prior(smol):
     tok, model = smol
     task = load_task("fpb")
     rows = task_splits(task).test.iloc[:40]
-    prior = label_prior(model, tok, task, rows.columns, [], 512)
+    prior = label_prior(model, tok, task, [], 512)
     assert prior.shape == (3,) and prior.sum() == pytest.approx(1) and prior.argmax() == 0  # negative
     raw, m_raw = score_task(model, tok, task, rows, [], 512)
     cal, m_cal = score_task(model, tok, task, rows, [], 512, calibrate=True)
@@ -128,6 +128,11 @@ def test_calibration_divides_out_the_content_free_label_prior(smol):
     np.testing.assert_allclose(cal, want / want.sum(1, keepdims=True), rtol=1e-6)
     assert (raw.argmax(1) == 0).mean() > 0.8 and len(set(cal.argmax(1))) >= 2
     assert m_cal["macro_f1"] > m_raw["macro_f1"] + 0.1
+    # headline: the question belongs to the prompt, so each of the six questions gets its own prior
+    head = load_task("headline")
+    q = list(head.expand.values())
+    priors = [label_prior(model, tok, head, [], 512, keep={"question": x}) for x in (q[0], q[3])]
+    assert not np.allclose(*priors, atol=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +189,9 @@ def test_llm_cli_zero_shot_and_bad_task(smol_dir):
     cal = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "evaluate", "--task", "fpb", "--max-samples", "6",
                           "--calibrate"], capture_output=True, text=True, timeout=600)
     assert cal.returncode == 0 and "fpb (test, n=6, 0-shot, calibrated): accuracy" in cal.stdout, cal.stderr[-500:]
+    free = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "evaluate", "--task", "ectsum", "--calibrate"],
+                          capture_output=True, text=True, timeout=600)
+    assert free.returncode == 2 and "--calibrate is for tasks with choices" in free.stderr, free.stderr[-500:]
     bad = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "evaluate", "--task", "nope"],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "unknown task" in bad.stderr

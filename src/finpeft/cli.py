@@ -363,6 +363,9 @@ def llm_evaluate(
     tasks = [load_task(t) for t in task] if task else [Task.model_validate(t) for t in info.get("tasks", [])] \
         or [load_task("fpb")]
     max_length = max_length or info.get("max_length", 512)
+    if calibrate and not any(t.is_classification for t in tasks):
+        raise FinpeftError("--calibrate is for tasks with choices (classification); "
+                           f"{', '.join(t.name for t in tasks)} generate free text")
     splits = {t.name: task_splits(t) for t in tasks}  # data problems surface before the model loads
     tok, model = (load_llm_run(run_dir)[:2]) if run_dir else load_backbone(backbone)
     generation = GenerationSettings(max_new_tokens=max_new_tokens, do_sample=sample)
@@ -372,7 +375,7 @@ def llm_evaluate(
         test = splits[t.name].test.iloc[:max_samples] if max_samples else splits[t.name].test
         _, results[t.name] = evaluate_task(model, tok, t, test, pick_shots(splits[t.name].train, t, shots, seed),
                                            max_length, generation, calibrate=calibrate)
-        typer.echo(f"{t.name} (test, n={results[t.name]['n']}, {shots}-shot{', calibrated' if calibrate else ''}): "
+        typer.echo(f"{t.name} (test, n={results[t.name]['n']}, {shots}-shot{', calibrated' if calibrate and t.is_classification else ''}): "
                    f"{headline(results[t.name])}")
     if json_out:
         from .runs import write_atomic

@@ -109,6 +109,13 @@ def cells(grid: Grid) -> list[dict]:
                     out.append({"dataset": ds, "method": m.name, "backbone": recipe.model.backbone, "seed": seed,
                                 "overrides": ov,
                                 "dir": Path(slug(ds)) / slug(m.name) / f"{slug(Path(bb).name)}-s{seed}"})
+    seen = set()
+    for c in out:  # two grid backbones under a method that sets its own would train one model twice
+        key = (c["dataset"], c["method"], c["backbone"], c["seed"])
+        if key in seen:
+            raise FinpeftError(f"grid: method {c['method']!r} sets model.backbone={c['backbone']}, so every grid "
+                               "backbone gives the same cell; list one backbone or drop the override")
+        seen.add(key)
     return out
 
 

@@ -131,22 +131,30 @@ def _choice_probs(model, tokenizer, task: Task, prompts: list[str], batch_size: 
     return probs / probs.sum(1, keepdims=True)  # renormalised over the choices
 
 
-def label_prior(model, tokenizer, task: Task, columns, shots: list[dict], max_length: int) -> np.ndarray:
-    """(k,) the mean choice distribution when every input column holds a content-free string."""
-    prompts = [render_prompt(task, tokenizer, {c: cf for c in columns}, shots) for cf in CONTENT_FREE]
+def label_prior(model, tokenizer, task: Task, shots: list[dict], max_length: int, keep: dict | None = None):
+    """(k,) the mean choice distribution when every column the input template reads holds a content-free
+    string, except the columns in `keep` (an expanded task's question is part of the prompt, not the input)."""
+    prompts = [render_prompt(task, tokenizer, {**{c: cf for c in task.input_columns}, **(keep or {})}, shots)
+               for cf in CONTENT_FREE]
     return _choice_probs(model, tokenizer, task, prompts, len(prompts), max_length).mean(0)
 
 
 def score_task(model, tokenizer, task: Task, rows, shots: list[dict], max_length: int, batch_size: int = 8,
                calibrate: bool = False):
     """(probabilities over the task's labels, metrics) of the model on `rows` by constrained scoring;
-    `calibrate` divides out the label prior (label_prior) and renormalises."""
+    `calibrate` divides out the label prior (label_prior; one per question for an expanded task) and
+    renormalises."""
     from ..evaluate import classification_metrics
     labels = list(task.choices)
     prompts = [render_prompt(task, tokenizer, r, shots) for r in rows.to_dict("records")]
     probs = _choice_probs(model, tokenizer, task, prompts, batch_size, max_length)
     if calibrate:
-        probs = probs / label_prior(model, tokenizer, task, rows.columns, shots, max_length)
+        if task.expand:  # the six headline questions have different yes/no base rates: a prior per question
+            for q in rows["question"].unique():
+                at = (rows["question"] == q).to_numpy()
+                probs[at] /= label_prior(model, tokenizer, task, shots, max_length, keep={"question": q})
+        else:
+            probs = probs / label_prior(model, tokenizer, task, shots, max_length)
         probs /= probs.sum(1, keepdims=True)
     y = np.array([labels.index(l) for l in rows[task.label_column]])
     return probs, classification_metrics(y, probs, labels)
