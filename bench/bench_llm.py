@@ -93,7 +93,7 @@ def main() -> None:
         compare_single_multi(load_llm_recipe(None, overrides), compare_dir)
         return json.loads((compare_dir / "compare.json").read_text())
 
-    results["lora"] = step("lora-single-vs-multi", run_compare)
+    results["lora"] = step(f"lora-single-vs-multi-{a.train_samples}-rows", run_compare)  # llm compare resumes too
     if not a.skip_other:
         for t, cap in OTHER.items():
             cap = min(c for c in (cap, a.other_samples) if c) if cap or a.other_samples else None
