@@ -11,10 +11,13 @@ The LoRA runs (single and multi) are `finpeft llm compare` runs in OUTPUT/compar
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from datetime import date
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTIMENT = ["fpb", "tfns", "fiqa-sa"]
@@ -65,23 +68,43 @@ def main() -> None:
               flush=True)
         return result
 
-    def score(task_name, shots, cap, calibrate=False):
+    def test_rows(task_name, cap):
         task = load_task(task_name)
         s = task_splits(task)
         test = s.test
         if cap and cap < len(test):  # sentiment: the first rows, as `llm compare` scores; others: a random draw
             test = test.iloc[:cap] if task_name in SENTIMENT else test.sample(n=cap, random_state=0)
+        return task, s, test
+
+    def score_zero_shot(task_name, cap):
+        task, _, test = test_rows(task_name, cap)
         tok, model = base()
-        _, m = evaluate_task(model, tok, task, test, pick_shots(s.train, task, shots, a.seed), 1024,
-                             calibrate=calibrate)
+        _, m = evaluate_task(model, tok, task, test, [], 1024)
         return {k: v for k, v in m.items() if k not in ("per_class", "confusion_matrix")}
+
+    @functools.cache
+    def score_sentiment(task_name, shots):
+        """Raw and calibrated metrics from one scoring pass (calibration only adds the content-free prompts)."""
+        from finpeft.evaluate import classification_metrics
+        from finpeft.llm.train import calibrate_probs, score_task
+        task, s, test = test_rows(task_name, a.eval_samples)
+        tok, model = base()
+        shot_rows = pick_shots(s.train, task, shots, a.seed)
+        t0 = time.perf_counter()
+        probs, raw = score_task(model, tok, task, test, shot_rows, 1024)
+        t1 = time.perf_counter()
+        cal = calibrate_probs(model, tok, task, test, shot_rows, 1024, probs)
+        y = [list(task.choices).index(l) for l in test[task.label_column]]
+        out = {"raw": raw, "calibrated": classification_metrics(np.array(y), cal, list(task.choices))}
+        return {k: {**{n: v for n, v in m.items() if n not in ("per_class", "confusion_matrix")},
+                    "scoring_seconds": round(t1 - t0, 1)} for k, m in out.items()}
 
     results = {}
     for t in SENTIMENT:
-        results[f"{t}-zero"] = step(f"{t}-zero-shot", lambda: score(t, 0, a.eval_samples))
-        results[f"{t}-few"] = step(f"{t}-{a.shots}-shot", lambda: score(t, a.shots, a.eval_samples))
-        results[f"{t}-zero-cal"] = step(f"{t}-zero-shot-calibrated", lambda: score(t, 0, a.eval_samples, True))
-        results[f"{t}-few-cal"] = step(f"{t}-{a.shots}-shot-calibrated", lambda: score(t, a.shots, a.eval_samples, True))
+        for shots, key in ((0, "zero"), (a.shots, "few")):
+            name = f"{t}-zero-shot" if shots == 0 else f"{t}-{shots}-shot"
+            results[f"{t}-{key}"] = step(name, lambda: score_sentiment(t, shots)["raw"])
+            results[f"{t}-{key}-cal"] = step(f"{name}-calibrated", lambda: score_sentiment(t, shots)["calibrated"])
     overrides = [f"tasks=[{','.join(SENTIMENT)}]", f"train.max_train_samples={a.train_samples}",
                  f"mixing.strategy={a.mixing}", f"seed={a.seed}", "train.batch_size=8", "train.lr=2e-4"]
     if a.eval_samples:
@@ -96,13 +119,18 @@ def main() -> None:
     results["lora"] = step(f"lora-single-vs-multi-{a.train_samples}-rows", run_compare)  # llm compare resumes too
     if not a.skip_other:
         for t, cap in OTHER.items():
-            cap = min(c for c in (cap, a.other_samples) if c) if cap or a.other_samples else None
-            results[t] = step(f"{t}-zero-shot", lambda: score(t, 0, cap))
+            cap = min(filter(None, (cap, a.other_samples)), default=None)
+            results[t] = step(f"{t}-zero-shot", lambda: score_zero_shot(t, cap))
     body = render(results, a, overrides, compare_dir)
     print(body)
     if a.publish:
         from finpeft.runs import publish_block
         publish_block(Path(a.publish), "llm", body)
+
+
+def _secs(result: dict) -> float:
+    """Scoring time of a step (without the calibration prompts scored in the same pass)."""
+    return result.get("scoring_seconds", result["seconds"])
 
 
 def render(results: dict, a, overrides: list[str], compare_dir: Path) -> str:
@@ -137,7 +165,7 @@ def render(results: dict, a, overrides: list[str], compare_dir: Path) -> str:
     lines += ["", "Train seconds: " + ", ".join(f"{n} {s:.0f}" for n, s in secs.items())
               + "; multi-task rows " + " + ".join(f"{n} {t}" for t, n in info["multi"]["train_rows"].items())
               + f" (mixing {a.mixing}). Scoring seconds (zero / few): "
-              + ", ".join(f"{t} {results[f'{t}-zero']['seconds']:.0f} / {results[f'{t}-few']['seconds']:.0f}"
+              + ", ".join(f"{t} {_secs(results[f'{t}-zero']):.0f} / {_secs(results[f'{t}-few']):.0f}"
                           for t in SENTIMENT) + "."]
     other = [t for t in OTHER if t in results]
     if other:

@@ -375,8 +375,8 @@ def llm_evaluate(
         test = splits[t.name].test.iloc[:max_samples] if max_samples else splits[t.name].test
         _, results[t.name] = evaluate_task(model, tok, t, test, pick_shots(splits[t.name].train, t, shots, seed),
                                            max_length, generation, calibrate=calibrate)
-        typer.echo(f"{t.name} (test, n={results[t.name]['n']}, {shots}-shot{', calibrated' if calibrate and t.is_classification else ''}): "
-                   f"{headline(results[t.name])}")
+        tag = ", calibrated" if calibrate and t.is_classification else ""
+        typer.echo(f"{t.name} (test, n={results[t.name]['n']}, {shots}-shot{tag}): {headline(results[t.name])}")
     if json_out:
         from .runs import write_atomic
         write_atomic(json_out, json.dumps({"model": str(run_dir or backbone), "shots": shots, "seed": seed,

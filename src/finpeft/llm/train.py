@@ -139,23 +139,29 @@ def label_prior(model, tokenizer, task: Task, shots: list[dict], max_length: int
     return _choice_probs(model, tokenizer, task, prompts, len(prompts), max_length).mean(0)
 
 
+def calibrate_probs(model, tokenizer, task: Task, rows, shots: list[dict], max_length: int, probs: np.ndarray):
+    """`probs` (n, k) of `rows` with the label prior divided out (label_prior; one per question for an
+    expanded task), renormalised."""
+    probs = probs.copy()
+    if task.expand:  # the six headline questions have different yes/no base rates: a prior per question
+        for q in rows["question"].unique():
+            at = (rows["question"] == q).to_numpy()
+            probs[at] /= label_prior(model, tokenizer, task, shots, max_length, keep={"question": q})
+    else:
+        probs /= label_prior(model, tokenizer, task, shots, max_length)
+    return probs / probs.sum(1, keepdims=True)
+
+
 def score_task(model, tokenizer, task: Task, rows, shots: list[dict], max_length: int, batch_size: int = 8,
                calibrate: bool = False):
     """(probabilities over the task's labels, metrics) of the model on `rows` by constrained scoring;
-    `calibrate` divides out the label prior (label_prior; one per question for an expanded task) and
-    renormalises."""
+    `calibrate`: see calibrate_probs."""
     from ..evaluate import classification_metrics
     labels = list(task.choices)
     prompts = [render_prompt(task, tokenizer, r, shots) for r in rows.to_dict("records")]
     probs = _choice_probs(model, tokenizer, task, prompts, batch_size, max_length)
     if calibrate:
-        if task.expand:  # the six headline questions have different yes/no base rates: a prior per question
-            for q in rows["question"].unique():
-                at = (rows["question"] == q).to_numpy()
-                probs[at] /= label_prior(model, tokenizer, task, shots, max_length, keep={"question": q})
-        else:
-            probs = probs / label_prior(model, tokenizer, task, shots, max_length)
-        probs /= probs.sum(1, keepdims=True)
+        probs = calibrate_probs(model, tokenizer, task, rows, shots, max_length, probs)
     y = np.array([labels.index(l) for l in rows[task.label_column]])
     return probs, classification_metrics(y, probs, labels)
 
