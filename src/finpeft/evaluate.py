@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,32 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray, labels: list[str]) 
                       for i, l in enumerate(labels)},
         "confusion_matrix": confusion_matrix(y, pred, labels=ids).tolist(),
         "n": int(len(y)),
+        "baseline": majority_baseline(y, labels),
+        "collapsed_classes": [l for i, l in enumerate(labels) if s[i] >= 10 and r[i] < 0.10],
     }
+
+
+def majority_baseline(y: np.ndarray, labels: list[str]) -> dict:
+    """What always answering the most frequent test label scores: the floor any model must clear."""
+    counts = np.bincount(y, minlength=len(labels))
+    top = int(counts.argmax())
+    pred = np.full_like(y, top)
+    ids = list(range(len(labels)))
+    return {"label": labels[top], "accuracy": float(counts[top] / max(len(y), 1)),
+            "macro_f1": float(f1_score(y, pred, labels=ids, average="macro", zero_division=0))}
+
+
+def warnings_for(metrics: dict) -> list[str]:
+    """One line each for a model that does not clear the majority baseline or whose class recall collapsed."""
+    out = []
+    b = metrics.get("baseline")
+    if b and metrics["accuracy"] <= b["accuracy"] + 0.01:
+        out.append(f"accuracy {metrics['accuracy']:.4f} does not clear the majority-class baseline "
+                   f"{b['accuracy']:.4f} (always '{b['label']}'): the model learned little")
+    for l in metrics.get("collapsed_classes", []):
+        out.append(f"recall of class '{l}' is {metrics['per_class'][l]['recall']:.1%} (< 10 %): the model almost "
+                   f"never predicts it (more epochs, a higher lr, or more rows of it may help)")
+    return out
 
 
 def plot_confusion(cm: list[list[int]], labels: list[str], path: Path, title: str) -> None:
@@ -78,8 +104,13 @@ def render_report(r: dict, labels: list[str]) -> str:
         if r.get(key) is not None:
             lines.append(f"| {key} | {r[key]} |")
     lines += ["", f"**accuracy {r['accuracy']:.4f} · macro-F1 {r['macro_f1']:.4f} · weighted-F1 "
-              f"{r['weighted_f1']:.4f} · ECE {r['ece']:.4f}** on {r['n']} examples", "",
-              "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+              f"{r['weighted_f1']:.4f} · ECE {r['ece']:.4f}** on {r['n']} examples"]
+    if r.get("baseline"):
+        b = r["baseline"]
+        lines.append(f"Majority-class baseline (always '{b['label']}'): accuracy {b['accuracy']:.4f}, "
+                     f"macro-F1 {b['macro_f1']:.4f}.")
+    lines += [f"**Warning:** {w}" for w in warnings_for(r)]
+    lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for l in labels:
         c = r["per_class"][l]
         lines.append(f"| {l} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |")
@@ -124,7 +155,11 @@ def evaluate_run(run_dir: str | Path, data_cfg, split: str = "test") -> tuple[Pa
     else:
         data = load_dataset_splits(data_cfg)
         df, name, source = data.test, data.name, data.source
-    df = df[df["text"].str.strip() != ""]
+    kept = df["text"].str.strip() != ""
+    if not kept.all():  # an empty text has nothing to score; said, never silent
+        print(f"finpeft: {name}: {int((~kept).sum())} of {len(df)} rows have an empty text and are not scored",
+              file=sys.stderr)
+    df = df[kept]
     unknown = sorted(set(df["label"]) - set(info["labels"]))
     if unknown:
         raise FinpeftError(f"{name}: label(s) {', '.join(unknown)} are not among the model's labels "

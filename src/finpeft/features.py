@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .runs import apply_umask
+
 CACHE_VERSION = 1  # bump when the stored layout or the encoding procedure changes
 
 
@@ -110,6 +112,7 @@ def save(features: Features, path: Path) -> None:
     os.close(fd)
     try:
         save_file(tensors, tmp)
+        apply_umask(Path(tmp))  # a cache other users of the machine can read
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

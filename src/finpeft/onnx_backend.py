@@ -172,8 +172,8 @@ def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize:
         raise FinpeftError(f"{out}: folder {out.parent} does not exist")
     t0 = time.perf_counter()
     tokenizer, model = load_torch_model(run_dir, info)
-    if info["artifact"] == "peft":  # one plain graph: LoRA/DoRA deltas folded into the base weights
-        model = model.merge_and_unload().eval()
+    if hasattr(model, "merge_and_unload"):  # one plain graph: adapter deltas folded into the base weights
+        model = model.merge_and_unload().eval()  # (predict's loader already merges LoRA/DoRA)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         fp32 = work / ("model-fp32.onnx" if quantize else "model.onnx")

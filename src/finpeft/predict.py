@@ -53,8 +53,9 @@ class Predictor:
             raise FinpeftError(f"{run_dir}: the model could not be loaded: {str(e).splitlines()[0][:200]}") from None
         self.model.eval()
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """(n, n_labels) class probabilities."""
+    def predict_proba(self, texts: list[str] | str) -> np.ndarray:
+        """(n, n_labels) class probabilities. A bare string is one text; an empty text is a ValueError."""
+        texts = as_texts(texts)
         if self.members:
             parts = [m.predict_proba(texts)[:, [m.labels.index(l) for l in self.labels]] for m in self.members]
             return np.tensordot(self.weights / self.weights.sum(), np.stack(parts), axes=1).astype(np.float32)
@@ -69,7 +70,8 @@ class Predictor:
         neg = probs[:, col["negative"]] if "negative" in col else 0.0
         return np.asarray(pos - neg, dtype=np.float32) * np.ones(len(probs), dtype=np.float32)
 
-    def predict(self, texts: list[str]) -> list[dict]:
+    def predict(self, texts: list[str] | str) -> list[dict]:
+        """One dict per text: label, probabilities, score. A bare string is one text (a list of one comes back)."""
         probs = self.predict_proba(texts)
         scores = self.score(probs)
         return [{"label": self.labels[int(p.argmax())],
@@ -77,7 +79,7 @@ class Predictor:
                  "score": round(float(s), 6)} for p, s in zip(probs, scores)]
 
     def predict_file(self, src: str | Path, dst: str | Path, text_column: str = "text",
-                     chunk_size: int = 2048, progress: bool = True) -> int:
+                     chunk_size: int = 2048, progress: bool = True, encoding: str = "auto") -> int:
         """Score a CSV/TSV/JSONL/Parquet file chunk by chunk (bounded memory, input order kept) into a CSV/JSONL
         file. Rows go to a hidden `.NAME.partial` file, renamed to `dst` when all are scored. An interrupted run
         leaves the partial file and a progress record: the same call again continues after the last whole
@@ -90,24 +92,30 @@ class Predictor:
                "source_mtime_ns": src.stat().st_mtime_ns if src.is_file() else None, "text_column": text_column,
                "chunk_size": chunk_size, "model": model_fingerprint(self.run_dir)}
         done = _resume_point(tmp, record, job)
-        n = done["rows"]
+        n, empty = done["rows"], 0
         if n:
             print(f"finpeft: resuming {dst}: {n} rows already scored", file=sys.stderr)
-        bar = _progress(progress, n)
+        bar = _progress(progress, n, count_rows(src))  # by lines: an estimate when quoted texts span lines
         try:
             with open(tmp, "r+b" if n else "wb") as raw:
                 raw.truncate(done["bytes"])  # drop a chunk half-written when the last run stopped
                 raw.seek(done["bytes"])
                 f = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-                for k, chunk in enumerate(iter_chunks(src, chunk_size)):
+                for k, chunk in enumerate(iter_chunks(src, chunk_size, encoding)):
                     if k < done["chunks"]:  # by chunk, not row count: a reader may yield short chunks midway
                         continue
                     if text_column not in chunk.columns:
                         raise FinpeftError(f"{src}: no column {text_column!r} (found {', '.join(chunk.columns)}); "
                                            "set --text-column")
-                    probs = self.predict_proba(chunk[text_column].fillna("").astype(str).tolist())
+                    texts = chunk[text_column].fillna("").astype(str)
+                    filled = (texts.str.strip() != "").to_numpy()  # policy: an empty text gets no prediction
+                    probs = np.full((len(chunk), len(self.labels)), np.nan, dtype=np.float32)
+                    if filled.any():
+                        probs[filled] = self.predict_proba(texts[filled].tolist())
+                    empty += int((~filled).sum())
                     out_col = "predicted_label" if "label" in chunk.columns else "label"  # never overwrite gold labels
-                    chunk = chunk.assign(**{out_col: [self.labels[i] for i in probs.argmax(1)]},
+                    chunk = chunk.assign(**{out_col: [self.labels[int(p.argmax())] if ok else ""
+                                                      for p, ok in zip(probs, filled)]},
                                          **{f"p_{l}": probs[:, i].round(6) for i, l in enumerate(self.labels)},
                                          score=self.score(probs).round(6))
                     if dst.suffix.lower() == ".csv":
@@ -130,6 +138,9 @@ class Predictor:
             raise FinpeftError(f"{src}: no rows to score")
         os.replace(tmp, dst)
         record.unlink(missing_ok=True)
+        if empty:
+            print(f"finpeft: {empty} row(s) with an empty text got no prediction (empty label and scores)",
+                  file=sys.stderr)
         return n
 
 
@@ -170,6 +181,22 @@ def check_output_path(dst: Path) -> None:
         raise FinpeftError(f"{dst}: folder {dst.parent} does not exist")
 
 
+def as_texts(texts) -> list[str]:
+    """The texts of a predict call: a bare string is one text; non-strings and empty texts are refused (an empty
+    text has no sentiment, and scoring it would answer with the model's prior)."""
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (bytes, dict)) or not hasattr(texts, "__iter__"):
+        raise TypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] is a {type(t).__name__}, not a string")
+        if not t.strip():
+            raise ValueError(f"texts[{i}] is empty or whitespace-only: there is nothing to score")
+    return texts
+
+
 def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
     """Class probabilities in input order; batches are sorted by length so little is spent on padding."""
     import torch
@@ -195,15 +222,40 @@ def length_sorted_batches(texts: list[str], batch_size: int) -> Iterator[tuple[n
         yield idx, [texts[j] for j in idx]
 
 
-def _progress(enabled: bool, initial: int = 0):
+def _progress(enabled: bool, initial: int = 0, total: int | None = None):
+    """A tqdm bar (done/total, rate, ETA) in a terminal; elsewhere (cron, logs) one plain line per chunk."""
     if not enabled:
         return lambda k: None
-    from tqdm.auto import tqdm
-    bar = tqdm(unit=" rows", desc="scoring", initial=initial)
-    return bar.update
+    if sys.stderr.isatty():
+        from tqdm.auto import tqdm
+        return tqdm(unit=" rows", desc="scoring", initial=initial, total=total).update
+    import time
+    state = {"done": initial, "t0": time.perf_counter(), "start": initial}
+
+    def line(k: int) -> None:
+        state["done"] += k
+        rate = (state["done"] - state["start"]) / max(time.perf_counter() - state["t0"], 1e-9)
+        of = f"/{total}" if total else ""
+        eta = f", ETA {(total - state['done']) / rate:.0f}s" if total and rate > 0 else ""
+        print(f"finpeft: scored {state['done']}{of} rows ({rate:.1f} rows/s{eta})", file=sys.stderr, flush=True)
+    return line
 
 
-def iter_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+def count_rows(path: Path) -> int | None:
+    """Data rows of a CSV/TSV/JSONL file (lines, less the header) or Parquet file, cheaply; None if unknown."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+            return pq.ParquetFile(path).metadata.num_rows
+        with open(path, "rb") as f:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        return max(0, lines - (path.suffix.lower() in (".csv", ".tsv")))
+    except OSError:
+        return None
+
+
+def iter_chunks(path: Path, chunk_size: int, encoding: str = "auto") -> Iterator[pd.DataFrame]:
+    from .data.encoding import resolve_encoding
     from .data.load import READERS, read_table
     suffix = path.suffix.lower()
     if not path.is_file():
@@ -212,19 +264,21 @@ def iter_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
         raise FinpeftError(f"{path}: unsupported file type {suffix}; use .csv, .tsv, .jsonl or .parquet")
     if path.stat().st_size == 0:
         raise FinpeftError(f"{path}: file is empty")
+    encoding = resolve_encoding(path, encoding)
     try:
         if suffix in (".csv", ".tsv"):
-            yield from pd.read_csv(path, sep=READERS[suffix], dtype=str, keep_default_na=False, chunksize=chunk_size)
+            yield from pd.read_csv(path, sep=READERS[suffix], dtype=str, keep_default_na=False, chunksize=chunk_size,
+                                   encoding=encoding)
         elif suffix == ".jsonl":
-            yield from pd.read_json(path, lines=True, chunksize=chunk_size)
+            yield from pd.read_json(path, lines=True, chunksize=chunk_size, encoding=encoding)
         elif suffix == ".parquet":
             import pyarrow.parquet as pq
             for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
                 yield batch.to_pandas()
         else:
-            yield read_table(path)
+            yield read_table(path, encoding)
     except UnicodeDecodeError:
-        raise FinpeftError(f"{path}: not valid UTF-8; re-save it as UTF-8") from None
+        raise FinpeftError(f"{path}: not valid {encoding}; set --encoding (e.g. cp1252) or re-save it as UTF-8") from None
     except (ValueError, pd.errors.ParserError) as e:
         raise FinpeftError(f"{path}: cannot be read: {str(e).splitlines()[0]}") from None
 
@@ -250,4 +304,8 @@ def _load_model(model_dir: Path, info: dict):
     base = AutoModelForSequenceClassification.from_pretrained(
         base_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={l: i for i, l in enumerate(labels)}, trust_remote_code=trc)
-    return tokenizer, PeftModel.from_pretrained(base, model_dir)
+    model = PeftModel.from_pretrained(base, model_dir)
+    if info["method"] == "qlora":  # 4/8-bit base weights: the adapter stays apart
+        return tokenizer, model
+    # LoRA / DoRA: fold the adapter into the base weights, so inference costs what a full fine-tune's does
+    return tokenizer, model.merge_and_unload()

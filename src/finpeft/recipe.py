@@ -37,7 +37,7 @@ class DataConfig(_Strict):
     label_column: str = "label"
     labels: list[str] | None = None  # fixes the label set and its order; other labels are an error
     label_map: dict[str, str] = Field(default_factory=dict)  # raw label -> label, e.g. {"0": negative}
-    encoding: str = "utf-8"
+    encoding: str = "auto"  # auto: UTF-8, else detected (charset-normalizer) with a warning; or e.g. cp1252
     drop_empty: bool = False  # drop empty/NaN texts instead of failing
     valid_size: float = Field(0.1, gt=0, lt=0.5)
     test_size: float = Field(0.2, gt=0, lt=0.5)
@@ -55,12 +55,11 @@ class DataConfig(_Strict):
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, v):
-        import codecs
+        from .data.encoding import check_encoding
         try:
-            codecs.lookup(v)
-        except LookupError:
-            raise ValueError(f"unknown text encoding {v!r} (e.g. utf-8, latin-1, cp1252)") from None
-        return v
+            return check_encoding(v)
+        except FinpeftError as e:
+            raise ValueError(str(e)) from None
 
     _keys_as_text = field_validator("label_map", mode="before")(_label_map_keys_as_text)
 
@@ -147,7 +146,9 @@ _SHORTHANDS = {"method": "method.name", "backbone": "model.backbone", "dataset":
 
 def parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
-        raise FinpeftError(f"override {item!r} is not key=value (e.g. train.epochs=3)")
+        raise FinpeftError(f"override {item!r} is not key=value (e.g. train.epochs=3)"
+                           + (f"; did you mean {item.strip()}=...? (write key=value, no space)"
+                              if "." in item and " " not in item.strip() else ""))
     key, raw = item.split("=", 1)
     key = _SHORTHANDS.get(key.strip(), key.strip())
     if not key:
@@ -176,7 +177,10 @@ def read_yaml(path: str | Path):
     """A recipe file's YAML tree; a missing or unreadable file is a one-line error."""
     src = Path(path)
     if not src.is_file():
-        raise FinpeftError(f"recipe {src} not found")
+        import re
+        key = re.fullmatch(r"[a-z_]+(\.[a-z_]+)+", str(path))  # `data.text_column headline`: a missing '='
+        raise FinpeftError(f"recipe {src} not found" + (f" (an override is key=value: did you mean {path}=...?)"
+                                                          if key else ""))
     try:
         return yaml.safe_load(src.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
@@ -213,15 +217,30 @@ def validate_recipe(tree: dict, where: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(tree)
     except ValidationError as e:
-        raise FinpeftError(f"{where}: {format_validation_error(e)}") from None
+        raise FinpeftError(f"{where}: {format_validation_error(e, Recipe)}") from None
 
 
-def format_validation_error(e: ValidationError) -> str:
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys valid beside the last part of `loc` (for "did you mean")."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def format_validation_error(e: ValidationError, model: type[BaseModel] | None = None) -> str:
+    import difflib
     problems = []
     for err in e.errors():
         loc = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            problems.append(f"unknown key {loc!r}")
+            close = difflib.get_close_matches(str(err["loc"][-1]), _known_keys(model, err["loc"]) if model else [], n=1)
+            prefix = ".".join(str(p) for p in err["loc"][:-1])
+            hint = f" (did you mean {'.'.join(filter(None, [prefix, close[0]]))!r}?)" if close else ""
+            problems.append(f"unknown key {loc!r}{hint}")
         else:
             problems.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
     return "; ".join(problems)

@@ -48,8 +48,25 @@ def prepare(output: Path, overwrite: bool, resume: bool, is_main: bool = True) -
     return work
 
 
+def umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: Path) -> None:
+    """Give `path` (and everything under a folder) the modes a plain open()/mkdir() would: temp-file writers
+    (mkstemp 0600, mkdtemp 0700, some savers) otherwise leave artifacts that other users cannot read."""
+    mask = umask()
+    items = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for p in items:
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def finish(work: Path, output: Path) -> None:
     """Swap the finished work dir in; an old run being overwritten is moved aside first, never lost midway."""
+    apply_umask(work)
     old = output.parent / f".{output.name}.old"
     if output.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -62,6 +79,7 @@ def write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    os.chmod(tmp, 0o666 & ~umask())
     os.replace(tmp, path)
 
 

@@ -180,7 +180,7 @@ class BodyLimit:
 
     async def _reject(self, scope, send):
         self.on_reject(scope.get("path", ""))
-        body = json.dumps({"error": f"request body over {self.max_bytes} bytes"}).encode()
+        body = json.dumps(error_body(f"request body over {self.max_bytes} bytes")).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
@@ -193,7 +193,14 @@ def load_predictor(model_dir: Path, batch_size: int = 64):
 
 def _utf8(text: str) -> str:
     text.encode("utf-8")  # a lone surrogate ("\ud800") passes JSON parsing but no tokenizer: 422, not 500
+    if not text.strip():  # an empty text has no sentiment; scoring it would return the model's prior as an answer
+        raise ValueError("empty or whitespace-only text")
     return text
+
+
+def error_body(message: str, details: list | None = None) -> dict:
+    """The one JSON body of every error answer (4xx and 5xx): {"error": one line, "details": [...]}."""
+    return {"error": message, **({"details": details} if details else {})}
 
 
 def create_app(model_dir: str | Path, settings: ServeSettings | None = None, loader: Callable | None = None):
@@ -274,7 +281,9 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None, loa
     async def invalid_body(request: Request, exc: RequestValidationError):
         # Without the rejected input: it may be huge, and a lone surrogate in it cannot even be encoded.
         errors = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
-        return Response(json.dumps({"detail": errors}, ensure_ascii=True, default=str), status_code=422,
+        message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}"
+                            for e in errors[:5])
+        return Response(json.dumps(error_body(message, errors), ensure_ascii=True, default=str), status_code=422,
                         media_type="application/json")
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI raises the base class for an unreadable body
@@ -282,7 +291,7 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None, loa
         # FastAPI answers an unreadable body (bad UTF-8, JSON nested too deep) with 400: it is a malformed
         # body like any other, so 422.
         status = 422 if exc.status_code == 400 else exc.status_code
-        return JSONResponse({"detail": exc.detail}, status_code=status, headers=getattr(exc, "headers", None))
+        return JSONResponse(error_body(str(exc.detail)), status_code=status, headers=getattr(exc, "headers", None))
 
     def check_key(request: Request):
         if s.api_key is None:

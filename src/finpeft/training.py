@@ -47,11 +47,13 @@ def _precision(choice: str) -> dict:
     import torch
     if choice == "fp32" or (choice == "auto" and not torch.cuda.is_available()):
         return {}
+    if choice == "bf16" and not torch.cuda.is_available():
+        return {"bf16": True, "use_cpu": True}  # CPU autocast (accelerate): fast with avx512_bf16 or AMX
     if choice in ("bf16", "auto") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return {"bf16": True}
     if choice in ("fp16", "auto") and torch.cuda.is_available():
         return {"fp16": True}
-    raise FinpeftError(f"train.precision={choice} needs a CUDA GPU that supports it; use precision=fp32 on CPU")
+    raise FinpeftError(f"train.precision={choice} needs a CUDA GPU that supports it; use fp32 or bf16 on CPU")
 
 
 def tokenize_frame(df, tokenizer, label_ids: dict[str, int], max_length: int):
@@ -268,5 +270,10 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     append_result(results, {**metrics, "run_dir": str(out)})
     _say(f"test accuracy {metrics['accuracy']:.4f} | macro-F1 {metrics['macro_f1']:.4f} | weighted-F1 "
          f"{metrics['weighted_f1']:.4f} | ECE {metrics['ece']:.4f} | train {train_seconds:.0f}s")
+    b = metrics["baseline"]
+    _say(f"majority-class baseline (always '{b['label']}'): accuracy {b['accuracy']:.4f} | macro-F1 {b['macro_f1']:.4f}")
+    from .evaluate import warnings_for
+    for w in warnings_for(metrics):
+        _say(f"warning: {w}")
     _say(f"run saved to {out} (report: {out / 'report.md'}; results row appended to {results})")
     return out

@@ -92,6 +92,9 @@ def check(raw: RawData, label_map: dict[str, str] | None = None) -> DataReport:
         counts = pd.concat([df["label"].map(lambda v: normalise_label(v, label_map or {}))
                             for df in raw.frames.values() if "label" in df]).value_counts()
         report.warnings += label_problems(counts)
+        if set(map(str, counts.index)) <= {"-1", "0", "1"} and "-1" in set(map(str, counts.index)):
+            report.warnings.append("integer labels -1/0/1 are read as negative/neutral/positive; if they mean "
+                                   "something else, set data.label_map")
     names = list(norm_sets)
     for i, a in enumerate(names):
         for b in names[i + 1:]:

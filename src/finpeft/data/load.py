@@ -57,9 +57,11 @@ def _cell_to_str(value) -> str:
     return str(value)
 
 
-def read_table(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
+def read_table(path: Path, encoding: str = "auto") -> pd.DataFrame:
     """Read CSV / TSV / JSONL / Parquet as strings; every failure becomes one FinpeftError line."""
+    from .encoding import resolve_encoding
     path = Path(path)
+    encoding = resolve_encoding(path, encoding)
     suffix = path.suffix.lower()
     if suffix not in READERS:
         raise FinpeftError(f"{path}: unsupported file type {suffix or '(none)'}; use .csv, .tsv, .jsonl or .parquet")
@@ -77,7 +79,7 @@ def read_table(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
             df = pd.read_parquet(path)
     except UnicodeDecodeError as e:
         raise FinpeftError(f"{path}: not valid {encoding} (byte {e.object[e.start:e.start + 1]!r} at offset "
-                           f"{e.start}); re-save it as UTF-8 or set data.encoding (e.g. data.encoding=latin-1)") from None
+                           f"{e.start}); re-save it as UTF-8 or set --encoding / data.encoding (e.g. cp1252)") from None
     except pd.errors.EmptyDataError:
         raise FinpeftError(f"{path}: file is empty") from None
     except (ValueError, pd.errors.ParserError, OSError) as e:
@@ -155,7 +157,7 @@ def _from_hub(entry: CatalogEntry) -> dict[str, pd.DataFrame]:
 
 
 def load_raw(dataset: str, text_column: str = "text", label_column: str | None = "label",
-             encoding: str = "utf-8") -> RawData:
+             encoding: str = "auto") -> RawData:
     """Resolve a catalog id, a file or a folder of split files, and read it."""
     entry = CATALOG.get(dataset)
     if entry is not None:

@@ -13,6 +13,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from ..errors import FinpeftError
+from ..runs import apply_umask
 
 
 def cache_root() -> Path:
@@ -66,6 +67,7 @@ def cached_model_dir(gguf_path: str | Path, root: Path | None = None) -> Path:
         plain.load_state_dict(model.state_dict())
         plain.save_pretrained(work)  # safetensors
         tokenizer.save_pretrained(work)
+        apply_umask(work)
         try:
             os.replace(work, out)
         except OSError:  # another process cached it meanwhile

@@ -78,7 +78,7 @@ def load_llm_recipe(path: str | None = None, overrides: list[str] | None = None)
     try:
         recipe = LLMRecipe.model_validate(tree)
     except ValidationError as e:
-        raise FinpeftError(f"{path or 'recipe'}: {format_validation_error(e)}") from None
+        raise FinpeftError(f"{path or 'recipe'}: {format_validation_error(e, LLMRecipe)}") from None
     names = [load_task(t).name for t in recipe.tasks]  # an unknown task fails now (a repeated one in train_llm)
     stray = set(recipe.mixing.weights) - set(names)
     if stray:

@@ -50,7 +50,7 @@ def method_options(module: ModuleType, method_cfg) -> object:
     try:
         return module.Options.model_validate(opts)
     except ValidationError as e:
-        raise FinpeftError(f"method {method_cfg.name}: {format_validation_error(e)}") from None
+        raise FinpeftError(f"method {method_cfg.name}: {format_validation_error(e, module.Options)}") from None
 
 
 def checked_method(method_cfg) -> tuple[ModuleType, object]:

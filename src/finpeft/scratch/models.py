@@ -1,5 +1,8 @@
 """Model sizes for pretraining from scratch. T5 sizes follow T5 v1.1 (gated-GELU feed-forward, no dropout in
-pretraining, relative position bias with 32 buckets); `small` is t5-small's shape. Mamba2 sizes keep
+pretraining, relative position bias with 32 buckets, no d_model^-0.5 rescaling of the decoder output); `small` is
+t5-small's shape. One difference from v1.1: the input embedding and the LM head are TIED. transformers >= 5.2x
+forces `T5Config.tie_word_embeddings=True` (passing False only switches the output rescaling off), so the
+checkpoint holds `shared.weight` alone; tests/test_scratch.py checks this. Mamba2 sizes keep
 hidden * expand = heads * head_dim, as Mamba2 requires."""
 from __future__ import annotations
 

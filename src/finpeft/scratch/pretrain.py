@@ -68,7 +68,7 @@ def load_scratch_recipe(path: str | None, overrides: list[str]) -> ScratchRecipe
     try:
         r = ScratchRecipe.model_validate(tree)
     except ValidationError as e:
-        raise FinpeftError(f"{path or 'recipe'}: {format_validation_error(e)}") from None
+        raise FinpeftError(f"{path or 'recipe'}: {format_validation_error(e, ScratchRecipe)}") from None
     if (r.objective, r.architecture) not in (("span", "t5"), ("clm", "mamba2")):
         raise FinpeftError(f"objective {r.objective} needs arch {'t5' if r.objective == 'span' else 'mamba2'}")
     return r

@@ -11,9 +11,14 @@ Shapes: hidden (B, t, d), keys (B, H, T, d_kv), merged keys (B, T, H * d_kv).
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.t5.modeling_t5 import T5Attention, eager_attention_forward
+
+# the name T5Attention.forward takes the cache under, in the installed transformers
+_CACHE_ARG = "cache" if "cache" in inspect.signature(T5Attention.forward).parameters else "past_key_values"
 
 
 def value_from_key(k_weight: torch.Tensor, v_weight: torch.Tensor) -> torch.Tensor:
@@ -35,11 +40,13 @@ class SlimT5Attention(T5Attention):
             self._slim_version = version
         return self._slim_map
 
-    def forward(self, hidden_states, mask=None, key_value_states=None, position_bias=None, past_key_values=None,
-                **kwargs):
+    def forward(self, hidden_states, mask=None, key_value_states=None, position_bias=None, cache=None, **kwargs):
+        # transformers >= 5.2x passes the cache as `cache=`; earlier 5.x releases as `past_key_values=`.
+        past_key_values = cache if cache is not None else kwargs.pop("past_key_values", None)
+        kwargs.pop("past_key_values", None)
         if key_value_states is not None or past_key_values is None:
             return super().forward(hidden_states, mask=mask, key_value_states=key_value_states,
-                                   position_bias=position_bias, past_key_values=past_key_values, **kwargs)
+                                   position_bias=position_bias, **{_CACHE_ARG: past_key_values}, **kwargs)
         cache = getattr(past_key_values, "self_attention_cache", past_key_values)
         b, t, _ = hidden_states.shape
         seen = cache.get_seq_length(self.layer_idx)
