@@ -73,7 +73,7 @@ def test_distillation_follows_the_teacher(monkeypatch, tmp_path):
     def always_positive(teacher_dir, texts, labels):
         probs = np.full((len(texts), len(labels)), 0.01, dtype=np.float32)
         probs[:, labels.index("positive")] = 0.98
-        return probs
+        return probs, False
     monkeypatch.setattr(d, "teacher_probabilities", always_positive)
     run = fp.train(None, [*HEAD, "train.epochs=3", "train.distill_from=teacher-dir", "train.distill_alpha=1.0",
                           "train.distill_temperature=1.0"], output=tmp_path / "student")
@@ -91,3 +91,41 @@ def test_distillation_from_a_saved_run_into_lora(head_runs, tmp_path):
     assert m["distilled_from"] == str(head_runs[0]) and m["n"] == 48
     assert_clean_error(finpeft("train", "method=head", *TINY, "train.distill_from=" + str(tmp_path / "nope"),
                                "--output", str(tmp_path / "x")), "not a finpeft run dir")
+
+
+def test_gold_mask_keeps_unlabelled_rows_out_of_the_hard_loss():
+    logits, labels = torch.randn(6, 3), torch.randint(0, 3, (6,))
+    teacher = torch.rand(6, 3).softmax(-1)
+    gold = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    hard_only = distill_loss(logits, labels, teacher, 0.0, 2.0, gold=gold)
+    assert torch.allclose(hard_only, torch.nn.functional.cross_entropy(logits[:3], labels[:3]))
+    other = labels.clone()
+    other[3:] = (other[3:] + 1) % 3  # the pseudo-labels of unlabelled rows change nothing
+    assert torch.allclose(hard_only, distill_loss(logits, other, teacher, 0.0, 2.0, gold=gold))
+
+
+def test_transfer_texts_leave_out_every_benchmark_text(data_dir):
+    from finpeft.data.doctor import normalise_text
+    from finpeft.data.load import load_raw
+    from finpeft.distill import transfer_texts
+    texts, stats = transfer_texts("fin-news", [], 500, seed=1)
+    assert len(texts) == 500 and stats["used"] == 500 and stats["excluded"]["tfns"] > 0
+    held = {normalise_text(t) for name in ("fpb", "tfns", "fiqa-sa") for f in load_raw(name).frames.values()
+            for t in f["text"]}
+    assert not held & {normalise_text(t) for t in texts}
+    assert transfer_texts("fin-news", [], 500, seed=1)[0] == texts  # seeded
+
+
+def test_teacher_then_student_with_unlabelled_transfer_rows(head_runs, tmp_path):
+    """Teacher = a saved run; student = MiniLM full on 96 FPB rows + 64 fin-news rows the teacher labels softly.
+    The teacher's probabilities are cached: a second student does not pay for scoring again."""
+    opts = [*TINY, "train.lr=1e-4", f"train.distill_from={head_runs[0]}", "train.distill_unlabelled=fin-news",
+            "train.distill_unlabelled_max=64"]
+    run = fp.train(None, opts, output=tmp_path / "s1")
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["transfer"]["used"] == 64 and m["teacher_seconds"] is not None
+    again = json.loads((fp.train(None, opts + ["seed=43"], output=tmp_path / "s2") / "metrics.json").read_text())
+    assert again["teacher_seconds"] is None  # from the cache
+    assert_clean_error(finpeft("train", "method=head", *TINY, f"train.distill_from={head_runs[0]}",
+                               "train.distill_unlabelled=fin-news", "--output", str(tmp_path / "x")),
+                       "distill_unlabelled needs a method that fine-tunes")

@@ -135,3 +135,30 @@ def test_majority_baseline_and_collapse_warning(full_run):
     w = warnings_for(classification_metrics(y, probs, ["negative", "neutral", "positive"]))
     assert any("majority-class baseline" in x for x in w)
     assert any("'negative'" in x for x in w) and any("'positive'" in x for x in w)
+
+
+def test_user_label_names_come_back_in_every_output(tmp_path, data_dir):
+    """A file labelled Bullish / Bearish / Neutral: trained on the canonical labels, answered in the user's."""
+    from finpeft import load, train
+    df = pd.read_csv(data_dir / "financial_phrasebank/sentences_allagree.csv").sample(frac=1, random_state=0)
+    df = df.groupby("label").head(40)
+    df["label"] = df["label"].map({"positive": "Bullish", "negative": "Bearish", "neutral": "Neutral"})
+    df.to_csv(tmp_path / "mine.csv", index=False)
+    out = train(None, TINY + [f"data.dataset={tmp_path / 'mine.csv'}", "data.max_train_samples=null",
+                              "data.max_eval_samples=null", "train.lr=3e-4"], output=tmp_path / "run")
+    info = json.loads((out / "run.json").read_text())
+    assert info["labels"] == ["negative", "neutral", "positive"]
+    assert info["label_names"] == {"negative": "Bearish", "neutral": "Neutral", "positive": "Bullish"}
+    p = load(out).predict("Operating profit rose to EUR 13.1 mn.")[0]
+    assert p["label"] in ("Bearish", "Neutral", "Bullish") and set(p["probabilities"]) == {"Bearish", "Neutral", "Bullish"}
+    assert "| Bullish |" in (out / "report.md").read_text()
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["Sales rose 20 %."]}).to_csv(src, index=False)
+    load(out).predict_file(src, tmp_path / "o.csv", progress=False)
+    assert {"p_Bullish", "p_Bearish", "p_Neutral"} <= set(pd.read_csv(tmp_path / "o.csv").columns)
+
+
+def test_bench_names_file_datasets_by_their_name():
+    from finpeft.leaderboard import dataset_name
+    assert dataset_name("/tmp/tmpab12cd/my_tweets.csv") == "my_tweets"
+    assert dataset_name("fpb") == "fpb" and dataset_name("data/splits/") == "splits"

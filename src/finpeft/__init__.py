@@ -1,5 +1,5 @@
 """finpeft: fine-tune, evaluate and serve financial-text classifiers with parameter-efficient methods."""
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def load(run_dir):

@@ -16,7 +16,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 def _version(value: bool) -> None:
     if value:
-        from . import __version__
+        from .version import __version__
         typer.echo(f"finpeft {__version__}")
         raise typer.Exit()
 
@@ -286,7 +286,11 @@ def export(
                                           "or RUN_DIR/onnx-int8; an earlier export there is replaced)."),
     parity_rows: int = typer.Option(256, "--parity-rows", min=0, help="Test rows on which to compare ONNX with the "
                                     "torch model (0: skip)."),
-    parity_data: str = typer.Option("fpb", "--parity-data", help="Dataset whose test split the parity rows come from."),
+    parity_data: Optional[str] = typer.Option(None, "--parity-data", help="Dataset whose test split the parity rows "
+                                              "come from (default: the run's own data, columns and encoding)."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="With --parity-data: its text column."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="With --parity-data: its label column."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="With --parity-data: its encoding (auto)."),
     min_agreement: Optional[float] = typer.Option(None, "--min-agreement", min=0, max=1,
                                                   help="Refuse the export under this argmax agreement with torch "
                                                   "(default 0.99 fp32, 0.9 int8)."),
@@ -296,7 +300,14 @@ def export(
     from .onnx_backend import export_onnx
     if format != "onnx":
         raise FinpeftError(f"--format must be onnx, not {format!r}")
-    out = export_onnx(run_dir, output, quantize, parity_rows, parity_data, say=lambda m: typer.echo(f"[finpeft] {m}"),
+    data = None
+    if parity_data is not None:
+        data = {"dataset": parity_data, **{k: v for k, v in (("text_column", text_column), ("label_column", label_column),
+                                                              ("encoding", encoding)) if v is not None}}
+    elif text_column or label_column or encoding:
+        raise FinpeftError("--text-column / --label-column / --encoding go with --parity-data (the run's own data "
+                           "uses its own columns)")
+    out = export_onnx(run_dir, output, quantize, parity_rows, data, say=lambda m: typer.echo(f"[finpeft] {m}"),
                       min_agreement=min_agreement)
     info = json.loads((out / "run.json").read_text(encoding="utf-8"))["onnx"]
     typer.echo(f"exported to {out} (model.onnx {(out / 'model.onnx').stat().st_size / 1e6:.1f} MB, "

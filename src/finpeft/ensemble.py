@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import __version__
+from .version import __version__
 from .errors import FinpeftError
 from .runs import append_result, finish, prepare, write_atomic
 
@@ -40,7 +40,7 @@ def _member_data(run_dir: Path) -> dict:
 def build_ensemble(run_dirs: list[str | Path], output: str | Path, weights: list[float] | None = None,
                    overwrite: bool = False, command: str | None = None) -> Path:
     from .data import load_dataset_splits
-    from .evaluate import write_evaluation
+    from .report import write_evaluation
     from .predict import Predictor, read_run_info
     from .recipe import validate_recipe
     runs = [Path(r) for r in run_dirs]

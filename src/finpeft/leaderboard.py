@@ -86,6 +86,12 @@ def load_grid(path: str | Path) -> Grid:
     return grid
 
 
+def dataset_name(ds: str) -> str:
+    """A catalog id as it is; a file or folder by its own name (my_tweets.csv -> my_tweets), not its path."""
+    p = Path(ds)
+    return p.stem if p.suffix else p.name if ("/" in ds or p.exists()) else ds
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")
 
@@ -108,7 +114,7 @@ def cells(grid: Grid) -> list[dict]:
                     # directory keeps the grid's name so finished cells are still found on resume
                     out.append({"dataset": ds, "method": m.name, "backbone": recipe.model.backbone, "seed": seed,
                                 "overrides": ov,
-                                "dir": Path(slug(ds)) / slug(m.name) / f"{slug(Path(bb).name)}-s{seed}"})
+                                "dir": Path(slug(dataset_name(ds))) / slug(m.name) / f"{slug(Path(bb).name)}-s{seed}"})
     seen = set()
     for c in out:  # two grid backbones under a method that sets its own would train one model twice
         key = (c["dataset"], c["method"], c["backbone"], c["seed"])
@@ -150,7 +156,9 @@ def run_grid(grid_path: str | Path, output: str | Path | None = None, retry_fail
                "train.progress_bar=false", f"results_csv={out / 'results.csv'}", "--output", str(run_dir),
                "--overwrite"]
         started = time.perf_counter()
-        code = _run_child(cmd, log)
+        echo(f"{tag}: started (log: {log})")
+        code = _run_child(cmd, log, lambda: echo(f"{tag}: running {time.perf_counter() - started:.0f} s | "
+                                                   f"{_last_line(log)}"))
         if code in (130, -2):  # Ctrl-C reached the child: stop the grid; the cell runs again on resume
             raise KeyboardInterrupt
         if code:
@@ -167,9 +175,19 @@ def run_grid(grid_path: str | Path, output: str | Path | None = None, retry_fail
     return out
 
 
-def _run_child(cmd: list[str], log: Path) -> int:
-    """Run one cell; if the grid itself is stopped (Ctrl-C, or `kill` = SIGTERM) the cell is stopped too,
-    never left training as an orphan."""
+def _last_line(log: Path) -> str:
+    """The newest progress line of a cell's log (Trainer's loss / eval dicts or a [finpeft] line)."""
+    try:
+        lines = [l.strip() for l in log.read_text(encoding="utf-8", errors="replace").splitlines()
+                 if l.strip().startswith(("{", "[finpeft]"))]
+    except OSError:
+        return ""
+    return lines[-1][:160] if lines else "loading"
+
+
+def _run_child(cmd: list[str], log: Path, heartbeat=lambda: None, every: float = 60.0) -> int:
+    """Run one cell, calling `heartbeat` every `every` seconds while it runs; if the grid itself is stopped
+    (Ctrl-C, or `kill` = SIGTERM) the cell is stopped too, never left training as an orphan."""
     def stop(signum, frame):
         raise KeyboardInterrupt
     previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
@@ -177,7 +195,11 @@ def _run_child(cmd: list[str], log: Path) -> int:
         with open(log, "w", encoding="utf-8") as f:
             proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=os.environ.copy())
             try:
-                return proc.wait()
+                while True:
+                    try:
+                        return proc.wait(timeout=every)
+                    except subprocess.TimeoutExpired:
+                        heartbeat()
             except BaseException:
                 proc.terminate()
                 try:

@@ -5,6 +5,8 @@ The exported folder is itself a run dir (artifact "onnx": model.onnx, tokenizer 
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import shutil
@@ -13,7 +15,6 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def _require_onnx():
 
 def load_torch_model(run_dir: Path, info: dict):
     """(tokenizer, eval-mode torch model) of a saved run, as `finpeft.load` builds it."""
-    from .predict import _load_model
+    from .artifacts import load_model as _load_model
     try:
         tokenizer, model = _load_model(run_dir / "model", info)
     except (OSError, ValueError, KeyError) as e:
@@ -63,6 +64,18 @@ def _logits_module(model, names: tuple[str, ...]):
 def _input_names(tokenizer) -> tuple[str, ...]:
     keys = tokenizer(["a"]).keys()
     return tuple(n for n in INPUTS if n in keys)
+
+
+@contextlib.contextmanager
+def _quiet_onnx_log():
+    """Silence the TorchScript exporter's graph dump for the duration (it prints the whole graph on a failure)."""
+    import torch
+    saved = torch._C._jit_onnx_log
+    torch._C._jit_onnx_log = lambda *a: None
+    try:
+        yield
+    finally:
+        torch._C._jit_onnx_log = saved
 
 
 def _register_rms_norm() -> None:
@@ -92,8 +105,7 @@ def _export_graph(model, tokenizer, path: Path) -> tuple[str, ...]:
     # The fused nn.MultiheadAttention kernel (attention-adapter) has no ONNX form; its plain ops do.
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with warnings.catch_warnings(), torch.no_grad(), \
-                mock.patch.object(torch._C, "_jit_onnx_log", lambda *a: None):  # else a failure dumps the whole graph
+        with warnings.catch_warnings(), torch.no_grad(), _quiet_onnx_log():  # else a failure dumps the whole graph
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
             # dynamo=False: the TorchScript exporter needs no onnxscript and traces these encoders faithfully.
             torch.onnx.export(_logits_module(model, names), tuple(enc[n] for n in names), str(path),
@@ -126,6 +138,28 @@ def _check_graph(model, tokenizer, path: Path, names: tuple[str, ...]) -> None:
         raise ValueError(f"the traced graph fails on other batch/sequence sizes: {detail}") from None
 
 
+FUSABLE = {"bert", "roberta", "xlm-roberta", "electra", "distilbert"}  # onnxruntime's transformer fusions apply
+
+
+def _optimize(path: Path, config) -> bool:
+    """Fuse attention, LayerNorm, GELU and bias-adds in place (onnxruntime.transformers' optimizer, offline):
+    fewer, larger kernels on the CPU. Returns whether it ran; the parity check guards the result."""
+    if getattr(config, "model_type", None) not in FUSABLE:
+        return False
+    import logging
+    from onnxruntime.transformers.optimizer import optimize_model
+    logging.disable(logging.WARNING)
+    try:
+        opt = optimize_model(str(path), model_type="bert", num_heads=config.num_attention_heads,
+                             hidden_size=config.hidden_size, opt_level=1)  # portable fusions only (no hardware ops)
+        opt.save_model_to_file(str(path))
+    except Exception:  # noqa: BLE001 - an unfused graph is still a correct one
+        return False
+    finally:
+        logging.disable(logging.NOTSET)
+    return True
+
+
 def _quantize_int8(src: Path, dst: Path) -> None:
     import logging
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -142,13 +176,14 @@ MIN_AGREEMENT = {None: 0.99, "int8": 0.9}  # argmax agreement with torch below w
 
 
 def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize: str | None = None,
-                parity_rows: int = 0, parity_data: str = "fpb", say=lambda msg: None,
+                parity_rows: int = 0, parity_data: str | dict | None = None, say=lambda msg: None,
                 min_agreement: float | None = None) -> Path:
     """Export a run to an ONNX folder (default RUN_DIR/onnx, or RUN_DIR/onnx-int8; an earlier export there is
     replaced); returns the folder. parity_rows > 0: compare with the torch model on that many test rows of
-    `parity_data`, store the numbers in the folder's run.json, and refuse the export (nothing written) when the
-    argmax agreement is under `min_agreement` (default 0.99 for fp32, 0.9 for int8)."""
-    from .predict import read_run_info
+    `parity_data` (a dataset id, a recipe `data:` mapping, or None: the run's own data and columns), store the
+    numbers in the folder's run.json, and refuse the export (nothing written) when the argmax agreement is under
+    `min_agreement` (default 0.99 for fp32, 0.9 for int8)."""
+    from .artifacts import read_run_info
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     if quantize not in (None, "int8"):
@@ -164,6 +199,8 @@ def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize:
         raise FinpeftError(f"--parity-rows must be 0 or more, not {parity_rows}")
     _require_onnx()
     if parity_rows:
+        if parity_data is None:  # the run's own test split, with its columns and encoding
+            parity_data = run_data(run_dir) or "fpb"
         _dataset_rows(parity_data, "test", 1)  # a bad --parity-data fails now, not after the export
     out = Path(output) if output else run_dir / ("onnx-int8" if quantize else "onnx")
     if out.exists() and not _is_export(out):  # never delete what is not ours to replace
@@ -179,6 +216,7 @@ def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize:
         fp32 = work / ("model-fp32.onnx" if quantize else "model.onnx")
         try:
             names = _export_graph(model, tokenizer, fp32)
+            fused = _optimize(fp32, getattr(model, "config", None))
             _check_graph(model, tokenizer, fp32, names)
         except Exception as e:  # tracer/exporter failures name the op; report them on one line
             detail = str(e).splitlines()[0][:160] if str(e) else ""
@@ -192,12 +230,12 @@ def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize:
             if (run_dir / extra).is_file():
                 shutil.copy2(run_dir / extra, work / extra)
         exported = {**info, "artifact": "onnx",
-                    "onnx": {"quantize": quantize, "opset": OPSET, "inputs": list(names),
+                    "onnx": {"quantize": quantize, "opset": OPSET, "inputs": list(names), "fused": fused,
                              "source_run": str(run_dir.resolve()),
                              "export_seconds": round(time.perf_counter() - t0, 1), "parity": None}}
         (work / "run.json").write_text(json.dumps(exported, indent=2), encoding="utf-8")
         if parity_rows:
-            say(f"parity check on {parity_rows} {parity_data} test rows")
+            say(f"parity check on {parity_rows} {_data_name(parity_data)} test rows")
             # A peft run is compared unmerged (re-loaded), so the merge is checked too.
             reuse = None if info["artifact"] == "peft" else (tokenizer, model)
             par = parity(run_dir, work, parity_data, "test", parity_rows, torch_model=reuse)
@@ -205,7 +243,7 @@ def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize:
             floor = MIN_AGREEMENT[quantize] if min_agreement is None else min_agreement
             if par["agreement"] < floor:
                 raise FinpeftError(f"{run_dir}: the ONNX model agrees with torch on {par['agreement']:.3f} of "
-                                   f"{par['rows']} {parity_data} test rows, under {floor}; nothing written")
+                                   f"{par['rows']} {_data_name(parity_data)} test rows, under {floor}; nothing written")
             (work / "run.json").write_text(json.dumps(exported, indent=2), encoding="utf-8")
         elif quantize:  # not compared: at least run the quantised graph once
             OnnxClassifier(work).predict_proba(["Operating profit rose.", "Sales fell."], info["max_length"])
@@ -222,20 +260,35 @@ def _is_export(path: Path) -> bool:
         return False
 
 
-def _dataset_rows(dataset: str, split: str, rows: int):
+def run_data(run_dir: str | Path) -> dict:
+    """The `data:` section a run was trained with (its recipe.yaml), {} when there is none."""
+    import yaml
+    path = Path(run_dir) / "recipe.yaml"
+    if not path.is_file():
+        return {}
+    return dict((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("data") or {})
+
+
+def _dataset_rows(data: str | dict, split: str, rows: int):
     from .data import load_dataset_splits
     from .recipe import validate_recipe
     if split not in ("train", "valid", "test"):
         raise FinpeftError(f"split must be train, valid or test, not {split!r}")
-    cfg = validate_recipe({"data": {"dataset": dataset}}, "--parity-data").data
+    tree = {"dataset": data} if isinstance(data, str) else {k: v for k, v in data.items() if k != "mix"}
+    cfg = validate_recipe({"data": tree}, "--parity-data").data
     return getattr(load_dataset_splits(cfg), split).iloc[:rows]
 
 
-def parity(run_dir: str | Path, onnx_dir: str | Path, dataset: str = "fpb", split: str = "test", rows: int = 256,
+def _data_name(data: str | dict) -> str:
+    return data if isinstance(data, str) else str(data.get("dataset", "fpb"))
+
+
+def parity(run_dir: str | Path, onnx_dir: str | Path, dataset: str | dict = "fpb", split: str = "test", rows: int = 256,
            batch_size: int = 64, torch_model=None) -> dict:
     """Torch vs ONNX predictions on the first `rows` rows of a dataset split: argmax agreement, the largest
     probability difference, and each side's accuracy (rows whose gold label the model knows)."""
-    from .predict import predict_proba, read_run_info
+    from .artifacts import read_run_info
+    from .batching import predict_proba
     run_dir, onnx_dir = Path(run_dir), Path(onnx_dir)
     info = read_run_info(run_dir)
     df = _dataset_rows(dataset, split, rows)
@@ -250,7 +303,7 @@ def parity(run_dir: str | Path, onnx_dir: str | Path, dataset: str = "fpb", spli
     def acc(p):
         return round(float((p.argmax(1) == gold)[known].mean()), 6) if known.any() else None
 
-    return {"dataset": dataset, "split": split, "rows": len(texts),
+    return {"dataset": _data_name(dataset), "split": split, "rows": len(texts),
             "agreement": round(float((p_torch.argmax(1) == p_onnx.argmax(1)).mean()), 6),
             "max_abs_prob_diff": float(np.abs(p_torch - p_onnx).max()) if len(texts) else 0.0,
             "torch_accuracy": acc(p_torch), "onnx_accuracy": acc(p_onnx)}
@@ -282,7 +335,7 @@ class OnnxClassifier:
 
     def predict_proba(self, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
         """(n, n_labels) float32 probabilities in input order; batches sorted by length, as predict.predict_proba."""
-        from .predict import length_sorted_batches
+        from .batching import length_sorted_batches
         out = np.zeros((len(texts), self.n_labels), dtype=np.float32)
         for idx, batch in length_sorted_batches(texts, batch_size):
             enc = self.tokenizer(batch, truncation=True, max_length=max_length, padding=True, return_tensors="np")

@@ -11,19 +11,9 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from .artifacts import load_model as _load_model, read_run_info  # noqa: F401
+from .batching import length_sorted_batches, predict_proba  # noqa: F401  (re-exported)
 from .errors import FinpeftError
-
-
-def read_run_info(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "run.json"
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        assert {"labels", "artifact", "method", "backbone", "max_length"} <= set(info)
-    except (OSError, ValueError, AssertionError):
-        raise FinpeftError(f"{run_dir}: not a finpeft run dir (no readable run.json)") from None
-    if info["artifact"] not in ("ensemble", "onnx") and not (Path(run_dir) / "model").is_dir():
-        raise FinpeftError(f"{run_dir}: the run dir has no model/ folder")
-    return info
 
 
 class Predictor:
@@ -34,6 +24,9 @@ class Predictor:
         self.run_dir = Path(run_dir)
         self.info = read_run_info(run_dir)
         self.labels: list[str] = self.info["labels"]
+        # the user's spelling of each label (e.g. "Bullish"), used in every output; self.labels stay canonical
+        self.label_names: dict[str, str] = self.info.get("label_names") or {}
+        self.display_labels = [self.label_names.get(l, l) for l in self.labels]
         self.max_length = self.info["max_length"]
         self.batch_size = batch_size
         self._torch = torch
@@ -74,8 +67,8 @@ class Predictor:
         """One dict per text: label, probabilities, score. A bare string is one text (a list of one comes back)."""
         probs = self.predict_proba(texts)
         scores = self.score(probs)
-        return [{"label": self.labels[int(p.argmax())],
-                 "probabilities": {l: round(float(v), 6) for l, v in zip(self.labels, p)},
+        return [{"label": self.display_labels[int(p.argmax())],
+                 "probabilities": {l: round(float(v), 6) for l, v in zip(self.display_labels, p)},
                  "score": round(float(s), 6)} for p, s in zip(probs, scores)]
 
     def predict_file(self, src: str | Path, dst: str | Path, text_column: str = "text",
@@ -114,9 +107,9 @@ class Predictor:
                         probs[filled] = self.predict_proba(texts[filled].tolist())
                     empty += int((~filled).sum())
                     out_col = "predicted_label" if "label" in chunk.columns else "label"  # never overwrite gold labels
-                    chunk = chunk.assign(**{out_col: [self.labels[int(p.argmax())] if ok else ""
+                    chunk = chunk.assign(**{out_col: [self.display_labels[int(p.argmax())] if ok else ""
                                                       for p, ok in zip(probs, filled)]},
-                                         **{f"p_{l}": probs[:, i].round(6) for i, l in enumerate(self.labels)},
+                                         **{f"p_{l}": probs[:, i].round(6) for i, l in enumerate(self.display_labels)},
                                          score=self.score(probs).round(6))
                     if dst.suffix.lower() == ".csv":
                         chunk.to_csv(f, index=False, header=n == 0)
@@ -197,31 +190,6 @@ def as_texts(texts) -> list[str]:
     return texts
 
 
-def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities in input order; batches are sorted by length so little is spent on padding."""
-    import torch
-    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        for idx, batch in length_sorted_batches(texts, batch_size):
-            enc = tokenizer(batch, truncation=True, max_length=max_length, padding=True,
-                            return_tensors="pt").to(model.device)
-            out[idx] = torch.softmax(model(**enc).logits.float(), -1).cpu().numpy()
-    model.train(was_training)
-    return out
-
-
-def length_sorted_batches(texts: list[str], batch_size: int) -> Iterator[tuple[np.ndarray, list[str]]]:
-    """(row indices, texts) batches of similar length, so little is spent on padding; callers write results
-    back at the indices, which keeps input order."""
-    texts = [str(t) for t in texts]
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    for i in range(0, len(texts), batch_size):
-        idx = order[i:i + batch_size]
-        yield idx, [texts[j] for j in idx]
-
-
 def _progress(enabled: bool, initial: int = 0, total: int | None = None):
     """A tqdm bar (done/total, rate, ETA) in a terminal; elsewhere (cron, logs) one plain line per chunk."""
     if not enabled:
@@ -281,31 +249,3 @@ def iter_chunks(path: Path, chunk_size: int, encoding: str = "auto") -> Iterator
         raise FinpeftError(f"{path}: not valid {encoding}; set --encoding (e.g. cp1252) or re-save it as UTF-8") from None
     except (ValueError, pd.errors.ParserError) as e:
         raise FinpeftError(f"{path}: cannot be read: {str(e).splitlines()[0]}") from None
-
-
-def _load_model(model_dir: Path, info: dict):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    trc = info.get("trust_remote_code", False)
-    from .scratch.classify import register
-    register()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trc)
-    if info["artifact"] == "hf":
-        return tokenizer, AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trc)
-    from .backbones import resolve_backbone
-    if info["artifact"] == "frozen":
-        from .methods.frozen import load_frozen_classifier
-        return tokenizer, load_frozen_classifier(model_dir, resolve_backbone(info["backbone"]), trc)
-    from peft import PeftModel
-    base_path = resolve_backbone(info["backbone"])
-    labels = info["labels"]
-    base = AutoModelForSequenceClassification.from_pretrained(
-        base_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={l: i for i, l in enumerate(labels)}, trust_remote_code=trc)
-    model = PeftModel.from_pretrained(base, model_dir)
-    if info["method"] == "qlora":  # 4/8-bit base weights: the adapter stays apart
-        return tokenizer, model
-    # LoRA / DoRA: fold the adapter into the base weights, so inference costs what a full fine-tune's does
-    return tokenizer, model.merge_and_unload()

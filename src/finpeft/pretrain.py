@@ -26,7 +26,7 @@ def _say(msg: str) -> None:
 
 def corpus_texts(corpus: str, exclude: list[str], text_column: str = "text") -> tuple[list[str], dict]:
     """The corpus's distinct non-empty texts minus those found in the `exclude` datasets; and the counts."""
-    from .data.doctor import normalise_text
+    from .data.text import normalise_text
     from .data.load import load_raw
     raw = load_raw(corpus, text_column, None)
     texts = [t.strip() for f in raw.frames.values() for t in f["text"] if t.strip()]

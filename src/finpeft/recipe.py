@@ -103,6 +103,10 @@ class TrainConfig(_Strict):
     distill_from: str | None = None  # a run or `finpeft ensemble` dir whose probabilities the model learns from
     distill_alpha: float = Field(0.5, ge=0, le=1)  # weight of the teacher term (1 - alpha on the gold labels)
     distill_temperature: float = Field(2.0, gt=0)
+    # extra transfer rows the teacher labels softly: an unlabelled corpus (e.g. fin-news) whose texts found in
+    # any split of fpb / tfns / fiqa-sa or in this data's valid/test split are removed; capped at _max rows
+    distill_unlabelled: str | None = None
+    distill_unlabelled_max: int | None = Field(None, ge=1)
 
 
 class SearchParam(_Strict):

@@ -4,7 +4,6 @@ NAME only when everything is written, so a failed or interrupted run never leave
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import os
 import shutil
@@ -100,8 +99,8 @@ def publish_block(doc: Path, name: str, body: str) -> str:
 def append_result(csv_path: Path, row: dict) -> None:
     """Append one row under an exclusive lock, rewriting via temp file + rename (never a torn file)."""
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path.with_name(f".{csv_path.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    from filelock import FileLock  # portable (fcntl is POSIX-only), already installed with the HF stack
+    with FileLock(str(csv_path.with_name(f".{csv_path.name}.lock"))):
         old = csv_path.read_text(encoding="utf-8") if csv_path.exists() else ""
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=RESULT_FIELDS, extrasaction="ignore")

@@ -20,7 +20,7 @@ from typing import Annotated, Callable
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, create_model
 
-from . import __version__
+from .version import __version__
 from .errors import FinpeftError
 
 
@@ -307,7 +307,7 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None, loa
         return {"name": d.parent.name if d.name in ("onnx", "onnx-int8") else d.name,
                 "version": info.get("date") or info.get("finpeft_version"), "method": info.get("method"),
                 "backbone": info.get("backbone"),
-                "backend": "onnx" if info.get("artifact") == "onnx" else "torch", "labels": info.get("labels"),
+                "backend": "onnx" if info.get("artifact") == "onnx" else "torch", "labels": getattr(p, "display_labels", None) or info.get("labels"),
                 "finpeft_version": __version__}
 
     @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(check_key)])
@@ -324,8 +324,9 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None, loa
         except Exception as e:  # noqa: BLE001 - this request's texts could not be scored
             return JSONResponse({"error": f"scoring failed: {type(e).__name__}: {str(e)[:200]}"}, status_code=500)
         scores = p.score(probs)
-        preds = [{"label": p.labels[int(row.argmax())],
-                  "probabilities": {l: round(float(v), 6) for l, v in zip(p.labels, row)},
+        names = getattr(p, "display_labels", p.labels)  # the user's spelling (e.g. Bullish)
+        preds = [{"label": names[int(row.argmax())],
+                  "probabilities": {l: round(float(v), 6) for l, v in zip(names, row)},
                   "score": round(float(sc), 6)} for row, sc in zip(probs, scores)]
         return {"model": model_info(), "predictions": preds}
 

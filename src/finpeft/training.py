@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 from transformers import TrainerCallback
 
-from . import __version__
+from .version import __version__
 from .backbones import load_config, resolve_backbone
+from .batching import predict_proba, tokenize_frame
 from .data import load_dataset_splits
 from .data.doctor import leakage_between
 from .errors import FinpeftError
@@ -56,15 +57,6 @@ def _precision(choice: str) -> dict:
     raise FinpeftError(f"train.precision={choice} needs a CUDA GPU that supports it; use fp32 or bf16 on CPU")
 
 
-def tokenize_frame(df, tokenizer, label_ids: dict[str, int], max_length: int):
-    from datasets import Dataset
-    enc = tokenizer(df["text"].tolist(), truncation=True, max_length=max_length)
-    cols = {k: enc[k] for k in enc.keys()}
-    cols["labels"] = [label_ids[l] for l in df["label"]]
-    cols["length"] = [len(ids) for ids in enc["input_ids"]]
-    return Dataset.from_dict(cols)
-
-
 def _eval_metrics(pred) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
     y_pred = np.asarray(pred.predictions).argmax(-1)
@@ -85,6 +77,25 @@ def _peak_memory() -> dict:
     if torch.cuda.is_available():
         out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
+
+
+class _Clock(TrainerCallback):
+    """Keeps the training time spent up to each checkpoint in the work dir, so a resumed run's train_seconds
+    include the time spent before the interruption (up to the checkpoint it continues from)."""
+
+    def __init__(self, path: Path, resume: bool):
+        self.path, self.t0 = path, time.perf_counter()
+        self.before = 0.0
+        if resume and path.is_file():
+            try:
+                self.before = float(json.loads(path.read_text(encoding="utf-8"))["seconds"])
+            except (OSError, ValueError, KeyError):
+                pass
+
+    def on_save(self, args, state, control, **kw):
+        if state.is_world_process_zero:
+            write_atomic(self.path, json.dumps({"seconds": self.before + time.perf_counter() - self.t0,
+                                                "step": state.global_step}))
 
 
 class _StepCounter(TrainerCallback):
@@ -113,6 +124,8 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     method, opts = checked_method(recipe.method)
     recipe = with_method_defaults(recipe, getattr(method, "TRAIN_DEFAULTS", {}))
     precision = _precision(recipe.train.precision)
+    from .distill import check_transfer
+    check_transfer(recipe, method.ARTIFACT == "frozen")
     model_path = resolve_backbone(recipe.model.backbone)  # a name check only; nothing is loaded yet
     data = load_dataset_splits(recipe.data)
     for pair, n in leakage_between({"train": data.train, "valid": data.valid, "test": data.test}).items():
@@ -154,23 +167,25 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     if frozen:
         trainable, encoder_params = count_parameters(head)[0], count_parameters(encoder)[1]
         total = trainable + encoder_params
+        began = time.perf_counter()
         model, ds, collator = fz.setup(method, opts, encoder, head, tokenizer, data, label_ids, recipe, model_path, _say)
+        encode_seconds = time.perf_counter() - began  # feature encoding (or a cache hit): part of the training cost
     else:
+        encode_seconds = 0.0
         trainable, total = count_parameters(model)
         ds = {s: tokenize_frame(getattr(data, s), tokenizer, label_ids, recipe.model.max_length)
               for s in ("train", "valid")}  # test is scored after training, in input order
         collator = DataCollatorWithPadding(tokenizer)
     _say(f"trainable parameters {trainable:,} of {total:,} ({trainable / total:.2%})")
     teacher_seconds = None
+    transfer = None
     if recipe.train.distill_from:
-        from .distill import COLUMN, TeacherCollator, teacher_probabilities
-        began = time.perf_counter()
-        soft = teacher_probabilities(recipe.train.distill_from, data.train["text"].tolist(), data.labels)
-        teacher_seconds = round(time.perf_counter() - began, 2)
-        ds["train"] = ds["train"].add_column(COLUMN, soft.tolist())
+        from .distill import add_teacher_columns
+        ds["train"], teacher_seconds, transfer = add_teacher_columns(
+            ds["train"], data, recipe, frozen, lambda df: tokenize_frame(df, tokenizer, label_ids, recipe.model.max_length),
+            _say)
+        from .distill import TeacherCollator
         collator = TeacherCollator(collator)
-        _say(f"distilling from {recipe.train.distill_from} (alpha {recipe.train.distill_alpha}, T "
-             f"{recipe.train.distill_temperature}); teacher scored {len(soft)} training rows in {teacher_seconds:.0f}s")
 
     # 3. Trainer.
     t = recipe.train
@@ -195,7 +210,8 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         remove_unused_columns=not (frozen and recipe.train.feature_cache),  # the collator needs "index"
         ddp_backend=None if torch.cuda.is_available() or world == 1 else "gloo", **precision)
     steps = _StepCounter()
-    callbacks = [steps, *(callbacks or [])]
+    clock = _Clock(work / "elapsed.json", resume)
+    callbacks = [steps, clock, *(callbacks or [])]
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience))
     extra = {}  # Trainer keyword arguments beyond the common ones
@@ -212,14 +228,15 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         compute_metrics=_eval_metrics, callbacks=callbacks, **extra)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
-    train_seconds = time.perf_counter() - started
+    trainer_seconds = time.perf_counter() - started
+    # a resumed run adds the time spent before its checkpoint, so the cost of the model is the whole cost
+    train_seconds = encode_seconds + trainer_seconds + clock.before
     # rows processed in this process's timed segment (a resumed run counts only what it ran itself)
     samples_seen = (trainer.state.global_step - (steps.first or 0)) * t.batch_size * t.grad_accum * world
 
     # 4. Test evaluation and writing: rank 0 only, through the same scorer `finpeft.load().predict` uses
     # (Trainer.predict would return rows in its length-grouped sampler's order, not the test set's).
-    from .evaluate import write_evaluation
-    from .predict import predict_proba
+    from .report import write_evaluation
     if not trainer.is_world_process_zero():
         return out
     scorer = fz.FrozenEncoderClassifier(encoder, head, len(data.labels), opts.sentence_vector) if frozen else trainer.model
@@ -231,15 +248,17 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     context = {"dataset": data.name, "split": "test", "method": recipe.method.name,
                "backbone": recipe.model.backbone, "seed": recipe.seed, "command": command,
                "train_seconds": round(train_seconds, 2),
-               "train_samples_per_second": round(samples_seen / train_seconds, 2),
+               "train_samples_per_second": round(samples_seen / trainer_seconds, 2),
+               "encode_seconds": round(encode_seconds, 2), "resumed_seconds_before": round(clock.before, 2) or None,
                "epochs_run": round(trainer.state.epoch, 3), "best_valid_macro_f1": trainer.state.best_metric,
                "test_sentences_per_second": round(infer_rate, 1), **_peak_memory(),
-               **({"distilled_from": t.distill_from, "teacher_seconds": teacher_seconds} if t.distill_from else {}),
+               **({"distilled_from": t.distill_from, "teacher_seconds": teacher_seconds, "transfer": transfer}
+                  if t.distill_from else {}),
                "trainable_params": trainable, "total_params": total, "data_source": data.source,
-               "sizes": data.sizes(), "processes": world, "notes": data.notes, "finpeft_version": __version__,
+               "sizes": data.sizes(), "processes": world, "label_names": data.label_names or None, "notes": data.notes, "finpeft_version": __version__,
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if data.extra_tests:  # data.mix: every mixed dataset's own test split, scored by the same model
-        from .evaluate import classification_metrics
+        from .report import classification_metrics
         own = classification_metrics(y, probs, data.labels)
         context["per_dataset"] = {data.name: {k: own[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")}}
         for name, df in data.extra_tests.items():
@@ -262,9 +281,11 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     tokenizer.save_pretrained(model_dir)
     run_info = {"finpeft_version": __version__, "artifact": method.ARTIFACT, "method": recipe.method.name,
                 "backbone": recipe.model.backbone, "backbone_path": model_path, "labels": data.labels,
+                "label_names": data.label_names,
                 "max_length": recipe.model.max_length, "trust_remote_code": recipe.model.trust_remote_code}
     write_atomic(work / "run.json", json.dumps(run_info, indent=2))
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    (work / "elapsed.json").unlink(missing_ok=True)
     finish(work, out)
 
     append_result(results, {**metrics, "run_dir": str(out)})
@@ -272,7 +293,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
          f"{metrics['weighted_f1']:.4f} | ECE {metrics['ece']:.4f} | train {train_seconds:.0f}s")
     b = metrics["baseline"]
     _say(f"majority-class baseline (always '{b['label']}'): accuracy {b['accuracy']:.4f} | macro-F1 {b['macro_f1']:.4f}")
-    from .evaluate import warnings_for
+    from .report import warnings_for
     for w in warnings_for(metrics):
         _say(f"warning: {w}")
     _say(f"run saved to {out} (report: {out / 'report.md'}; results row appended to {results})")

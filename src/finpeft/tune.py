@@ -81,7 +81,7 @@ def tune(recipe_path: str | None, overrides: list[str], n_trials: int, output: s
     # One `tune` process per study: a trial still RUNNING here was cut off by an interruption. Fail it and
     # queue its parameters again so the resumed study re-runs it rather than losing the point.
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.tell(t.number, state=TrialState.FAIL)  # Optuna's public API (no private storage calls)
         study.enqueue_trial(t.params, skip_if_exists=False)
         echo(f"trial {t.number} was interrupted; queued again")
 

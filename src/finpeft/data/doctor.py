@@ -5,20 +5,12 @@ same sentence with other case/spacing), which is exactly how FPB and TFNS leak, 
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .load import RawData, normalise_label
-
-_URL = re.compile(r"https?://\S+|www\.\S+")
-_NON_WORD = re.compile(r"[^\w]+")
-
-
-def normalise_text(text: str) -> str:
-    """Lowercase, URLs and punctuation removed, whitespace collapsed."""
-    return _NON_WORD.sub(" ", _URL.sub(" ", text.lower())).strip()
+from .load import RawData
+from .text import normalise_label, normalise_text, stray_labels  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -56,7 +48,10 @@ def check(raw: RawData, label_map: dict[str, str] | None = None) -> DataReport:
                  "len_min": int(words.min()) if len(words) else 0, "len_median": float(words.median()) if len(words) else 0,
                  "len_p95": float(words.quantile(0.95)) if len(words) else 0, "len_max": int(words.max()) if len(words) else 0}
         if empty.any():
-            report.warnings.append(f"{split}: {int(empty.sum())} empty or NaN text(s)")
+            rows = ", ".join(str(i + 2) for i in df.index[empty][:5])  # the same wording as train's refusal
+            report.warnings.append(f"{split}: {int(empty.sum())} empty or NaN text(s) (file rows {rows}"
+                                   f"{', ...' if empty.sum() > 5 else ''}); train refuses them: fix them or set "
+                                   "data.drop_empty=true")
         norm = texts[~empty].map(normalise_text)
         exact_dups = int(texts[~empty].duplicated().sum())
         norm_dups = int(norm.duplicated().sum()) - exact_dups
@@ -108,16 +103,6 @@ def check(raw: RawData, label_map: dict[str, str] | None = None) -> DataReport:
                     if differ:
                         report.warnings.append(f"{differ} text(s) shared by {a} and {b} have conflicting labels")
     return report
-
-
-def stray_labels(counts: pd.Series) -> list[str]:
-    """Labels that look like stray values: outside negative/neutral/positive, under 2% of the rows, in data
-    whose other labels are sentiment labels (e.g. 6 rows of "buy"). Training would make each one a class."""
-    sentiment = {"negative", "neutral", "positive"}
-    if len(sentiment & set(counts.index)) < 2:
-        return []
-    total = counts.sum()
-    return [str(l) for l, n in counts.items() if l not in sentiment and n / total < 0.02]
 
 
 def label_problems(counts: pd.Series) -> list[str]:

@@ -15,13 +15,11 @@ from sklearn.model_selection import train_test_split
 
 from ..errors import FinpeftError
 from .catalog import CATALOG, CatalogEntry, data_dir, local_files
+from .text import LABEL_SYNONYMS, SIGNED_IDS, normalise_label, normalise_text, stray_labels  # noqa: F401
 
 READERS = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None, ".parquet": None}
 SPLIT_NAMES = {"train": "train", "valid": "valid", "validation": "valid", "dev": "valid", "val": "valid",
                "test": "test"}
-LABEL_SYNONYMS = {"bearish": "negative", "bullish": "positive", "neg": "negative", "pos": "positive",
-                  "neu": "neutral", "negative": "negative", "neutral": "neutral", "positive": "positive"}
-SIGNED_IDS = {"-1": "negative", "0": "neutral", "1": "positive"}
 
 
 @dataclass
@@ -44,6 +42,9 @@ class DatasetSplits:
     test: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     extra_tests: dict[str, pd.DataFrame] = field(default_factory=dict)  # data.mix: name -> its test split
+    # the user's own spelling of each label (e.g. positive -> "Bullish"), shown in every output; labels are
+    # mapped to the canonical names inside, so datasets with other spellings still compare
+    label_names: dict[str, str] = field(default_factory=dict)
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
@@ -184,12 +185,6 @@ def load_raw(dataset: str, text_column: str = "text", label_column: str | None =
     return RawData(path.stem if path.is_file() else path.name, str(path), frames, None, label_column is not None)
 
 
-def normalise_label(raw: str, label_map: dict[str, str]) -> str:
-    key = raw.strip()
-    value = label_map.get(key, label_map.get(key.lower(), key)).strip().lower()  # {buy: positive} maps "Buy" too
-    return LABEL_SYNONYMS.get(value, value)
-
-
 def normalise_frames(raw: RawData, label_map: dict[str, str]) -> dict[str, pd.DataFrame]:
     values = set().union(*(set(f["label"].str.strip()) for f in raw.frames.values()))
     if not label_map and values and all(v.lstrip("-").isdigit() for v in values):
@@ -206,7 +201,6 @@ def normalise_frames(raw: RawData, label_map: dict[str, str]) -> dict[str, pd.Da
 def _stratified(df: pd.DataFrame, size: float | int, seed: int, what: str, name: str):
     """Stratified split that keeps duplicates (same text after normalising) on one side, so a split we make
     never leaks; a text with conflicting labels is stratified by its first label."""
-    from .doctor import normalise_text
     key = df["text"].map(normalise_text)
     first = df.groupby(key, sort=False)["label"].first()
     try:
@@ -239,7 +233,6 @@ def load_dataset_splits(cfg) -> DatasetSplits:
 def _merge_mixed(data: DatasetSplits, cfg) -> None:
     """Add each mixed dataset's train/valid rows (labels mapped onto ours) and keep its test split for scoring.
     A mixed row whose text is in any test split or in our valid split is dropped: mixing must not leak."""
-    from .doctor import normalise_text
     parts = []
     for m in cfg.mix:
         sub = cfg.model_copy(update={"dataset": m.dataset, "text_column": m.text_column,
@@ -276,6 +269,7 @@ def _load_splits(cfg) -> DatasetSplits:
         raise FinpeftError(f"{raw.name} is an unlabelled corpus (for pretraining); pick a labelled dataset")
     notes: list[str] = []
     frames = normalise_frames(raw, cfg.label_map)
+    label_names = {} if raw.labels else user_label_names(raw, frames)
 
     for split, f in list(frames.items()):
         empty = f["text"].str.strip() == ""
@@ -297,7 +291,6 @@ def _load_splits(cfg) -> DatasetSplits:
         if len(rare):
             raise FinpeftError(f"{raw.name}: unknown label(s) {', '.join(map(repr, rare.index[:5]))} occur only once "
                                f"(a typo?); fix them, map them with data.label_map or fix the set with data.labels")
-        from .doctor import stray_labels
         stray = stray_labels(counts)
         if stray:
             shown = ", ".join(f"{l!r} ({counts[l]} rows)" for l in stray[:5])
@@ -335,4 +328,16 @@ def _load_splits(cfg) -> DatasetSplits:
     valid = _subsample(valid, cfg.max_eval_samples, seed)
     test = _subsample(test, cfg.max_eval_samples, seed)
     clean = [f.reset_index(drop=True)[["text", "label"]] for f in (train, valid, test)]
-    return DatasetSplits(raw.name, raw.source, list(labels), *clean, notes=notes)
+    return DatasetSplits(raw.name, raw.source, list(labels), *clean, notes=notes,
+                         label_names={l: n for l, n in label_names.items() if l in labels and n != l})
+
+
+def user_label_names(raw: RawData, frames: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Canonical label -> the most frequent raw spelling that maps to it (before data.label_map / synonyms)."""
+    pairs = pd.concat([pd.DataFrame({"raw": raw.frames[s]["label"].astype(str).str.strip(), "label": f["label"]})
+                       for s, f in frames.items()], ignore_index=True)
+    if pairs.empty:
+        return {}
+    top = pairs.groupby("label")["raw"].agg(lambda v: v.value_counts().index[0])
+    # integer ids (0/1/2) and their label_map are not names a user reads: keep the canonical ones then
+    return {l: r for l, r in top.items() if not r.lstrip("-").isdigit()}

@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .. import __version__
+from ..version import __version__
 from ..errors import FinpeftError
 from ..recipe import apply_overrides, format_validation_error, read_yaml
 from ..runs import default_output, finish, prepare, write_atomic
@@ -336,9 +336,10 @@ def read_llm_run(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     try:
         info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        assert info["artifact"] == "llm" and (run_dir / "model").is_dir()
-    except (OSError, ValueError, KeyError, AssertionError):
-        raise FinpeftError(f"{run_dir}: not a finpeft LLM run dir (no run.json with artifact llm)") from None
+    except (OSError, ValueError):
+        info = None
+    if not isinstance(info, dict) or info.get("artifact") != "llm" or not (run_dir / "model").is_dir():
+        raise FinpeftError(f"{run_dir}: not a finpeft LLM run dir (no run.json with artifact llm)")
     return info
 
 

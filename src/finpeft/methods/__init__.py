@@ -26,6 +26,8 @@ METHODS: dict[str, str] = {
     "lora": "finpeft.methods.lora",
     "dora": "finpeft.methods.dora",
     "qlora": "finpeft.methods.qlora",
+    "ia3": "finpeft.methods.ia3",
+    "prompt-tuning": "finpeft.methods.prompt_tuning",
     "mamba-adapter": "finpeft.methods.mamba_adapter",
     "mamba-adapter-seq": "finpeft.methods.mamba_adapter_seq",
     "attention-adapter": "finpeft.methods.attention_adapter",

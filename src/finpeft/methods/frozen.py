@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from .. import features as fc
+from ..features import Features, cached_encode, default_cache_dir
 
 ARTIFACT = "frozen"
 # Random-init heads on fixed features want a larger LR and more (cheap, cached) epochs than fine-tuning.
@@ -101,7 +101,7 @@ class CachedClassifier(nn.Module):
 class FeatureCollator:
     """Rows {"index", "labels"} -> a padded batch of cached states. store: train and valid features, concatenated."""
 
-    def __init__(self, store: fc.Features, sentence: str):
+    def __init__(self, store: Features, sentence: str):
         self.store, self.sentence = store, sentence
 
     def __call__(self, rows: list[dict]) -> dict:
@@ -120,10 +120,10 @@ def pooling_of(head, opts) -> str:
     return "tokens" if head.inputs == "tokens" else opts.sentence_vector
 
 
-def concat(a: fc.Features, b: fc.Features) -> fc.Features:
+def concat(a: Features, b: Features) -> Features:
     if a.cls is not None:
-        return fc.Features(cls=torch.cat([a.cls, b.cls]))
-    return fc.Features(tokens=torch.cat([a.tokens, b.tokens]), offsets=torch.cat([a.offsets, b.offsets[1:] + a.offsets[-1]]))
+        return Features(cls=torch.cat([a.cls, b.cls]))
+    return Features(tokens=torch.cat([a.tokens, b.tokens]), offsets=torch.cat([a.offsets, b.offsets[1:] + a.offsets[-1]]))
 
 
 def load_encoder(model_path: str, trust_remote_code: bool):
@@ -174,17 +174,17 @@ def setup(method, opts, encoder, head, tokenizer, data, label_ids: dict, recipe,
     (train.feature_cache=false) the frozen encoder run inside every step."""
     from datasets import Dataset
     from transformers import DataCollatorWithPadding
-    from ..training import tokenize_frame
+    from ..batching import tokenize_frame
     t, n_labels = recipe.train, len(label_ids)
     if not t.feature_cache:
         ds = {s: tokenize_frame(getattr(data, s), tokenizer, label_ids, recipe.model.max_length) for s in ("train", "valid")}
         return FrozenEncoderClassifier(encoder, head, n_labels, opts.sentence_vector), ds, DataCollatorWithPadding(tokenizer)
-    cache_dir = Path(t.cache_dir).expanduser() if t.cache_dir else fc.default_cache_dir()
+    cache_dir = Path(t.cache_dir).expanduser() if t.cache_dir else default_cache_dir()
     pooling = pooling_of(head, opts)
     feats = {}
     for split in ("train", "valid"):
         texts = getattr(data, split)["text"].tolist()
-        feats[split], hit = fc.cached_encode(encoder, tokenizer, model_path, texts, recipe.model.max_length, pooling,
+        feats[split], hit = cached_encode(encoder, tokenizer, model_path, texts, recipe.model.max_length, pooling,
                                              cache_dir, t.eval_batch_size)
         say(f"feature cache {'hit' if hit else 'miss (encoded and stored)'}: {split} {len(texts)} rows, {pooling} "
             f"states, {cache_dir}")

@@ -20,6 +20,7 @@ TARGETS = {
     "deberta-v2": ["query_proj", "key_proj", "value_proj", "output.dense", "intermediate.dense"],
     "distilbert": ["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"],
     "modernbert": ["Wqkv", "Wo", "Wi"],
+    "mpnet": ["q", "k", "v", "o", "intermediate.dense", "output.dense"],
     "t5": ["q", "k", "v", "o", "wi_0", "wi_1", "wo"],  # finpeft pretrain objective=span (gated-GELU FFN)
     "mamba2": ["in_proj"],  # peft refuses LoRA on Mamba's out_proj and conv1d
 }

@@ -1,0 +1,35 @@
+"""Text and label normalisation shared by loading and the data doctor (one module, so neither imports the other)."""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+LABEL_SYNONYMS = {"bearish": "negative", "bullish": "positive", "neg": "negative", "pos": "positive",
+                  "neu": "neutral", "negative": "negative", "neutral": "neutral", "positive": "positive"}
+SIGNED_IDS = {"-1": "negative", "0": "neutral", "1": "positive"}
+
+
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_NON_WORD = re.compile(r"[^\w]+")
+
+
+def normalise_text(text: str) -> str:
+    """Lowercase, URLs and punctuation removed, whitespace collapsed."""
+    return _NON_WORD.sub(" ", _URL.sub(" ", text.lower())).strip()
+
+
+def normalise_label(raw: str, label_map: dict[str, str]) -> str:
+    key = raw.strip()
+    value = label_map.get(key, label_map.get(key.lower(), key)).strip().lower()  # {buy: positive} maps "Buy" too
+    return LABEL_SYNONYMS.get(value, value)
+
+
+def stray_labels(counts: pd.Series) -> list[str]:
+    """Labels that look like stray values: outside negative/neutral/positive, under 2% of the rows, in data
+    whose other labels are sentiment labels (e.g. 6 rows of "buy"). Training would make each one a class."""
+    sentiment = {"negative", "neutral", "positive"}
+    if len(sentiment & set(counts.index)) < 2:
+        return []
+    total = counts.sum()
+    return [str(l) for l, n in counts.items() if l not in sentiment and n / total < 0.02]
