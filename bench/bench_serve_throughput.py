@@ -58,11 +58,33 @@ def size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.suffix in (".onnx", ".safetensors")) / 1e6
 
 
+def lora_backends(run: Path, batch_size: int, finpeft_proba) -> dict:
+    """A LoRA run two ways: the PeftModel as peft loads it (adapter applied in every forward) and merged."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from finpeft.artifacts import read_run_info
+    from finpeft.backbones import resolve_backbone
+    from finpeft.batching import predict_proba
+    info = read_run_info(run)
+    labels = info["labels"]
+    tok = AutoTokenizer.from_pretrained(run / "model")
+    base = AutoModelForSequenceClassification.from_pretrained(
+        resolve_backbone(info["backbone"]), num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)})
+    unmerged = PeftModel.from_pretrained(base, run / "model").eval()
+    mb = size_mb(run / "model")
+    return {f"finpeft, {info['method']} run, adapter unmerged (PeftModel)":
+            (lambda texts: predict_proba(unmerged, tok, texts, info["max_length"], batch_size), mb),
+            f"finpeft, {info['method']} run, merged (what finpeft serves)": (finpeft_proba(run), mb)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", nargs="?", type=Path, default=next((r for r in DEFAULT_RUNS if r.is_dir()), None))
     ap.add_argument("--rows", type=int, default=None, help="Score only the first N test rows (a quick check).")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lora", type=Path, default=None, help="Also a LoRA run of the same backbone: served with the "
+                    "adapter unmerged (PeftModel) and merged (what finpeft serves).")
     args = ap.parse_args()
     if args.run is None:
         ap.error("no run dir given and none of the default runs exists")
@@ -100,12 +122,14 @@ def main() -> None:
     backends["finpeft, torch backend"] = (finpeft_proba(run), size_mb(run / "model"))
     backends["finpeft, ONNX fp32"] = (finpeft_proba(exports[None]), size_mb(exports[None]))
     backends["finpeft, ONNX int8 (dynamic)"] = (finpeft_proba(exports["int8"]), size_mb(exports["int8"]))
+    if args.lora:
+        backends.update(lora_backends(args.lora.resolve(), args.batch_size, finpeft_proba))
 
     rows, ref = {}, None
     for name, (proba, mb) in backends.items():
         probs, secs = timed(proba, texts, args.batch_size)
         pred = probs.argmax(1)
-        ref = pred if name == "finpeft, torch backend" else ref
+        ref = pred if name == "finpeft, torch backend" else ref  # (a LoRA run's rows compare with this run's)
         rows[name] = {"sentences_per_second": len(texts) / secs, "seconds": secs, "size_mb": mb,
                       "accuracy": float((pred == gold).mean()),
                       "macro_f1": float(f1_score(gold, pred, labels=list(range(len(labels))), average="macro")),
@@ -119,7 +143,8 @@ def main() -> None:
     base = rows["finpeft, torch backend"]["sentences_per_second"]
     plain = rows.get("transformers pipeline, defaults (batch 1)", {}).get("sentences_per_second", float("nan"))
     cmd = "FINPEFT_DATA_DIR=../shared/datasets python bench/bench_serve_throughput.py" + \
-        (f" {args.run}" if args.run not in DEFAULT_RUNS else "") + (f" --rows {args.rows}" if args.rows else "")
+        (f" {args.run}" if args.run not in DEFAULT_RUNS else "") + (f" --rows {args.rows}" if args.rows else "") + \
+        (f" --lora {args.lora}" if args.lora else "")
     lines = [START, f"### Serving throughput: pipeline vs finpeft torch vs ONNX ({date.today().isoformat()})", "",
              f"Command: `{cmd}`  ",
              f"Machine: {os.cpu_count()} CPU cores ({threads} thread{'s' * (threads > 1)} used by every backend), "
@@ -137,7 +162,9 @@ def main() -> None:
                      f"{r['size_mb']:.1f} |")
     lines += ["", "The pipeline batches rows in input order (padding to the longest row of each batch); finpeft sorts "
               "rows by length first. ONNX runs on onnxruntime's CPU provider (`finpeft export RUN --format onnx "
-              "[--quantize int8]`); int8 is dynamic quantization, per-channel int8 weights.", END]
+              "[--quantize int8]`; BERT-family graphs are fused by onnxruntime's transformer optimizer first); int8 is dynamic "
+              "quantization, per-channel int8 weights. Agreement of a LoRA run's rows is with the full run's torch "
+              "predictions (another model), so it is not a parity number.", END]
     block = "\n".join(lines)
     print(block)
     if args.rows:

@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--warmup-ratio", type=float, default=0.0)
     ap.add_argument("--output", default="/tmp/plain_trainer_out")
     args = ap.parse_args()
 
@@ -46,6 +47,7 @@ def main() -> None:
         model_dir, num_labels=3, id2label=dict(enumerate(LABELS)), label2id=label2id)
     targs = TrainingArguments(output_dir=args.output, learning_rate=args.lr, per_device_train_batch_size=args.batch_size,
                               per_device_eval_batch_size=64, num_train_epochs=args.epochs, weight_decay=0.01,
+                              warmup_ratio=args.warmup_ratio,
                               save_strategy="no", report_to="none", seed=args.seed, disable_tqdm=True, logging_steps=50)
     trainer = Trainer(model=model, args=targs, train_dataset=train, data_collator=DataCollatorWithPadding(tok))
     t0 = time.perf_counter()

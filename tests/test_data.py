@@ -141,6 +141,7 @@ def test_bad_data_is_one_clear_error(tmp_path, fpb_rows, case, match):
         kw["labels"] = ["negative", "positive"]
     elif case == "latin1":
         path.write_bytes("text,label\nKone's profit fell in Sepp\xe4l\xe4,negative\n".encode("latin-1") * 20)
+        kw["encoding"] = "utf-8"  # declared UTF-8 (the default, auto, detects it instead: tests/test_trust.py)
     elif case == "empty_text":
         rows.loc[rows.index[3], "text"] = ""
         rows.to_csv(path, index=False)

@@ -1,6 +1,7 @@
 """`finpeft ensemble` (saved probability averaging) and `train.distill_from` (knowledge distillation)."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,6 +127,26 @@ def test_teacher_then_student_with_unlabelled_transfer_rows(head_runs, tmp_path)
     assert m["transfer"]["used"] == 64 and m["teacher_seconds"] is not None
     again = json.loads((fp.train(None, opts + ["seed=43"], output=tmp_path / "s2") / "metrics.json").read_text())
     assert again["teacher_seconds"] is None  # from the cache
-    assert_clean_error(finpeft("train", "method=head", *TINY, f"train.distill_from={head_runs[0]}",
+    assert_clean_error(finpeft("train", "method=mamba-adapter", *TINY, f"train.distill_from={head_runs[0]}",
                                "train.distill_unlabelled=fin-news", "--output", str(tmp_path / "x")),
-                       "distill_unlabelled needs a method that fine-tunes")
+                       "distill_unlabelled needs a method that runs the encoder")
+    assert not (tmp_path / "x").exists()
+
+
+def test_student_recipe_trains_its_teacher_once(tmp_path, monkeypatch):
+    """`train.distill_from=teacher.yaml`: the teacher is trained first into runs/teachers/, then reused."""
+    import yaml
+    monkeypatch.chdir(tmp_path)
+    teacher = {"seed": 7, "data": {"dataset": "fpb", "max_train_samples": 96, "max_eval_samples": 48},
+               "method": {"name": "head"}, "train": {"epochs": 1, "lr": 1e-2, "report_to": [], "progress_bar": False,
+                                                     "early_stopping_patience": None}}
+    (tmp_path / "teacher.yaml").write_text(yaml.safe_dump(teacher))
+    first = fp.train(None, [*TINY, "method=head", "train.lr=1e-2", "train.distill_from=teacher.yaml"],
+                     output=tmp_path / "student1")
+    m = json.loads((first / "metrics.json").read_text())
+    assert m["distilled_from"] == str(Path("runs/teachers/teacher-s7")) and m["teacher_train_seconds"] > 0
+    made = (tmp_path / "runs/teachers/teacher-s7/run.json").stat().st_mtime_ns
+    second = fp.train(None, [*TINY, "method=head", "train.lr=1e-2", "train.distill_from=teacher.yaml", "seed=43"],
+                      output=tmp_path / "student2")
+    assert (tmp_path / "runs/teachers/teacher-s7/run.json").stat().st_mtime_ns == made  # reused, not retrained
+    assert json.loads((second / "metrics.json").read_text())["teacher_seconds"] is None  # probabilities cached

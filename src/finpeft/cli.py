@@ -225,7 +225,7 @@ def evaluate(
         except yaml.YAMLError:
             mapping = None
         if not isinstance(mapping, dict):
-            raise FinpeftError(f"--label-map must be a YAML mapping like '{{0: negative, 1: positive}}'")
+            raise FinpeftError("--label-map must be a YAML mapping like '{0: negative, 1: positive}'")
         own = {}  # the run's own column names and encoding, unless given
         if (run_dir / "recipe.yaml").is_file():
             own = (yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8")) or {}).get("data", {})

@@ -159,5 +159,24 @@ def check_transfer(recipe, frozen: bool) -> None:
     if recipe.train.distill_unlabelled and not recipe.train.distill_from:
         raise FinpeftError("train.distill_unlabelled needs train.distill_from (the teacher that labels those rows)")
     if recipe.train.distill_unlabelled and frozen:
-        raise FinpeftError("train.distill_unlabelled needs a method that fine-tunes the encoder (full, lora, "
-                           "dora): frozen-encoder methods train on cached features of the labelled rows")
+        raise FinpeftError("train.distill_unlabelled needs a method that runs the encoder on each text (full, "
+                           "head, lora, dora, ...): frozen-encoder heads train on cached features of the labelled rows")
+
+
+def teacher_from_recipe(path: str, train_fn, say) -> tuple[Path, float | None]:
+    """`train.distill_from=RECIPE.yaml`: the teacher that recipe trains, in runs/teachers/<recipe>-s<seed>;
+    trained now unless a finished run is already there. Returns (teacher run dir, its train seconds)."""
+    import json
+    from pathlib import Path
+    from .recipe import load_recipe
+    recipe = load_recipe(path)
+    if recipe.train.distill_from:
+        raise FinpeftError(f"train.distill_from {path}: the teacher recipe distils itself; give a plain recipe")
+    out = Path("runs") / "teachers" / f"{Path(path).stem}-s{recipe.seed}"
+    if (out / "run.json").is_file():
+        say(f"teacher: reusing the finished run {out} (trained from {path})")
+    else:
+        say(f"teacher: training {path} into {out} first (done once; later students reuse it)")
+        train_fn(recipe, output=out, overwrite=True, command=f"(teacher of a student) finpeft train {path}")
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    return out, metrics.get("train_seconds")

@@ -15,7 +15,6 @@ def evaluate_run(run_dir: str | Path, data_cfg, split: str = "test") -> tuple[Pa
     """Score a saved run on a labelled dataset (its own, or another: cross-dataset evaluation) and write
     RUN_DIR/eval/<dataset>-<split>/. data_cfg is a recipe.DataConfig; split "test" uses the same split rules
     as training (so a run's own test split is the one it was scored on), "all" scores every row."""
-    import json
     import os
     import shutil
 

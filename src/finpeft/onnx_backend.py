@@ -167,7 +167,10 @@ def _quantize_int8(src: Path, dst: Path) -> None:
     # Per-channel scales: 0.98 argmax agreement with fp32 on FPB test rows vs 0.95 per-tensor, same size.
     logging.disable(logging.WARNING)  # its root-logger advice to pre-process changes nothing here
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
+        import onnx
+        # a fused graph holds com.microsoft ops whose outputs shape inference cannot type: they are float32
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         logging.disable(logging.NOTSET)
 

