@@ -80,7 +80,7 @@ def test_bench_failed_cell_is_recorded_and_grid_goes_on(tmp_path):
 
 
 def test_bench_cli_rejects_a_bad_grid_before_running(tmp_path):
-    bad = _grid(tmp_path, methods=["head", "prompt-tuning"])
+    bad = _grid(tmp_path, methods=["head", "prefix-tuning"])
     res = finpeft("bench", str(bad), "--output", str(tmp_path / "lb"))
     assert_clean_error(res, "unknown method")
     assert not (tmp_path / "lb" / "fpb").exists()
@@ -220,3 +220,12 @@ def test_bench_stopped_with_sigterm_stops_its_running_cell(tmp_path):
     time.sleep(1)
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split() == []
     assert proc.returncode != 0 and not (out / "fpb" / "head" / "minilm-l6-s42" / "metrics.json").exists()
+
+
+def test_bench_says_when_a_cell_starts_and_how_it_runs(tmp_path):
+    from finpeft.leaderboard import run_grid
+    lines, progress = [], []
+    run_grid(_grid(tmp_path, seeds=[42], methods=["head"]), tmp_path / "lb", echo=lines.append,
+             progress=progress.append, every=0.5)
+    assert len(lines) == 1 and "accuracy" in lines[0]
+    assert "started (log:" in progress[0] and any(": running " in p for p in progress[1:]), progress

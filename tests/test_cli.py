@@ -26,7 +26,7 @@ def assert_clean_error(res, match):
 @pytest.mark.parametrize("args,match", [
     (["train", "train.epoch=3"], "unknown key 'train.epoch'"),
     (["train", "train.lr=abc"], "train.lr"),
-    (["train", "--method", "prompt-tuning"], "unknown method"),
+    (["train", "--method", "prefix-tuning"], "unknown method"),
     (["train", "--data", "fpb-99agree"], "unknown dataset"),
     (["train", "--data", "missing.csv"], "file not found"),
     (["train", "--backbone", "/nonexistent/model/dir"], "unknown backbone"),

@@ -126,9 +126,13 @@ def cells(grid: Grid) -> list[dict]:
 
 
 def run_grid(grid_path: str | Path, output: str | Path | None = None, retry_failed: bool = False,
-             echo=print, report_only: bool = False) -> Path:
+             echo=print, report_only: bool = False, progress=None, every: float = 60.0) -> Path:
     """Run every unfinished cell, then write the leaderboard (report_only: just write it from the cells
-    finished so far; the others show as pending)."""
+    finished so far; the others show as pending). `echo` gets one line per cell result; `progress` (default:
+    stderr) a line when a cell starts and every `every` seconds while it trains."""
+    if progress is None:
+        def progress(msg: str) -> None:
+            print(msg, file=sys.stderr, flush=True)
     grid = load_grid(grid_path)
     todo = cells(grid)
     out = Path(output) if output else Path("runs") / f"bench-{Path(grid_path).stem}"
@@ -156,9 +160,9 @@ def run_grid(grid_path: str | Path, output: str | Path | None = None, retry_fail
                "train.progress_bar=false", f"results_csv={out / 'results.csv'}", "--output", str(run_dir),
                "--overwrite"]
         started = time.perf_counter()
-        echo(f"{tag}: started (log: {log})")
-        code = _run_child(cmd, log, lambda: echo(f"{tag}: running {time.perf_counter() - started:.0f} s | "
-                                                   f"{_last_line(log)}"))
+        progress(f"{tag}: started (log: {log})")
+        code = _run_child(cmd, log, lambda: progress(f"{tag}: running {time.perf_counter() - started:.0f} s | "
+                                                       f"{_last_line(log)}"), every)
         if code in (130, -2):  # Ctrl-C reached the child: stop the grid; the cell runs again on resume
             raise KeyboardInterrupt
         if code:
