@@ -22,6 +22,10 @@ def ms(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {sd:.4f}"
 
 
+def secs(rows: list[dict]) -> str:
+    return " / ".join(f"{r['train_seconds']:.0f}" for r in rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", type=Path)
@@ -39,7 +43,7 @@ def main() -> None:
         for ev in sorted((mfile.parent / "eval").glob("*/metrics.json")):
             e = json.loads(ev.read_text())
             cross[f"{data} (lr {lr})"][ev.parent.name].append(e["accuracy"])
-    lines = ["| data (split) | lr | seeds | test accuracy | test macro-F1 | valid macro-F1 (choice) | train s | "
+    lines = ["| data (split) | lr | seeds | test accuracy | test macro-F1 | valid macro-F1 (choice) | train s per seed | "
              "FinLoRA Llama-3.1-8B LoRA | goal |", "|---|---|---|---|---|---|---|---|---|"]
     for (data, lr), rows in sorted(groups.items()):
         rows.sort(key=lambda r: r["seed"])
@@ -47,7 +51,7 @@ def main() -> None:
             f"| {rows[0]['dataset']} ({rows[0]['split']}, n={rows[0]['n']}) | {lr} | "
             f"{'/'.join(str(r['seed']) for r in rows)} | {ms([r['accuracy'] for r in rows])} | "
             f"{ms([r['macro_f1'] for r in rows])} | {ms([r['best_valid_macro_f1'] for r in rows])} | "
-            f"{statistics.mean(r['train_seconds'] for r in rows):.0f} | {ANCHORS.get(data, '')} | "
+            f"{secs(rows)} | {ANCHORS.get(data, '')} | "
             f"{GOALS.get(data, '')} |")
     if cross:
         lines += ["", "Cross-dataset test accuracy of the same runs (`finpeft evaluate RUN --data D`; mean over the "
