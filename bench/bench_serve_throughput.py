@@ -90,7 +90,7 @@ def main() -> None:
         ap.error("no run dir given and none of the default runs exists")
     import torch
     import finpeft
-    from finpeft.onnx_backend import export_onnx
+    from finpeft.onnx_backend import INT8_BATCH, export_onnx
     from finpeft.predict import read_run_info
     from finpeft.runs import publish_block, write_atomic
     from sklearn.metrics import f1_score
@@ -160,10 +160,12 @@ def main() -> None:
                      f"{r['sentences_per_second'] / base:.2f} | "
                      f"{r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['agreement_with_torch']:.4f} | "
                      f"{r['size_mb']:.1f} |")
-    lines += ["", "The pipeline batches rows in input order (padding to the longest row of each batch); finpeft sorts "
-              "rows by length first. ONNX runs on onnxruntime's CPU provider (`finpeft export RUN --format onnx "
-              "[--quantize int8]`; BERT-family graphs are fused by onnxruntime's transformer optimizer first); int8 is dynamic "
-              "quantization, per-channel int8 weights. Agreement of a LoRA run's rows is with the full run's torch "
+    lines += ["", "The pipeline batches rows in input order (padding to the longest row of each batch); finpeft "
+              "tokenizes once and batches rows of equal or near-equal token count. ONNX runs on onnxruntime's CPU "
+              "provider (`finpeft export RUN --format onnx [--quantize int8]`); BERT-family graphs are exported with "
+              "eager attention and fused by onnxruntime's transformer optimizer (one Attention op per layer, "
+              "quantised to QAttention); int8 is dynamic quantization with per-channel int8 weights, run in "
+              f"sub-batches of at most {INT8_BATCH} rows (one activation scale per call: tighter, less padding). Agreement of a LoRA run's rows is with the full run's torch "
               "predictions (another model), so it is not a parity number.", END]
     block = "\n".join(lines)
     print(block)

@@ -34,6 +34,9 @@ def test_fp32_export_matches_torch(full_run, full_onnx):
     assert par["dataset"] == "fpb-allagree" and par["rows"] == 48, par
     assert par["agreement"] == 1.0 and par["max_abs_prob_diff"] < 1e-4, par
     assert par["onnx_accuracy"] == par["torch_accuracy"]
+    # attention traced on its eager path, so onnxruntime fuses each layer's attention into one op
+    assert info["onnx"]["fused"] is True
+    assert _ops(full_onnx)["Attention"] == 6 and "Softmax" not in _ops(full_onnx)
 
     served, ref = finpeft.load(full_onnx), finpeft.load(full_run)
     assert served.onnx is not None and not hasattr(served, "model")  # no torch model behind it
@@ -52,6 +55,13 @@ def test_int8_is_smaller_and_agrees(full_run, full_onnx, tmp_path):
     par = json.loads((out / "run.json").read_text())["onnx"]["parity"]
     assert par["agreement"] >= 0.9, par
     assert json.loads((out / "run.json").read_text())["onnx"]["quantize"] == "int8"
+    assert _ops(out)["QAttention"] == 6  # the fused attention is quantised too, not left in fp32
+
+
+def _ops(export_dir) -> dict:
+    from collections import Counter
+    import onnx
+    return Counter(n.op_type for n in onnx.load(str(export_dir / "model.onnx"), load_external_data=False).graph.node)
 
 
 def test_lora_exports_merged(lora_run):

@@ -13,24 +13,44 @@ def tokenize_frame(df, tokenizer, label_ids: dict[str, int], max_length: int):
     from datasets import Dataset
     enc = tokenizer(df["text"].tolist(), truncation=True, max_length=max_length)
     cols = {k: enc[k] for k in enc.keys()}
-    cols["labels"] = [label_ids[l] for l in df["label"]]
+    cols["labels"] = [label_ids[l] for l in df["label"]]  # a regression Standardiser maps scores the same way
     cols["length"] = [len(ids) for ids in enc["input_ids"]]
     return Dataset.from_dict(cols)
 
 
 def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
     """Class probabilities in input order; batches are sorted by length so little is spent on padding."""
+    return predict_outputs(model, tokenizer, texts, max_length, batch_size, softmax=True)
+
+
+def predict_outputs(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64,
+                    softmax: bool = False) -> np.ndarray:
+    """(n, outputs) model outputs in input order: raw (a regression model's standardised score) or softmaxed."""
     import torch
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     was_training = model.training
     model.eval()
     with torch.inference_mode():
-        for idx, batch in length_sorted_batches(texts, batch_size):
-            enc = tokenizer(batch, truncation=True, max_length=max_length, padding=True,
-                            return_tensors="pt").to(model.device)
-            out[idx] = torch.softmax(model(**enc).logits.float(), -1).cpu().numpy()
+        for idx, enc in encoded_batches(tokenizer, texts, max_length, batch_size, "pt"):
+            logits = model(**enc.to(model.device)).logits.float()
+            out[idx] = (torch.softmax(logits, -1) if softmax else logits).cpu().numpy()
     model.train(was_training)
     return out
+
+
+def encoded_batches(tokenizer, texts: list[str], max_length: int, batch_size: int,
+                    return_tensors: str = "pt") -> Iterator[tuple[np.ndarray, dict]]:
+    """(row indices, padded encoding) batches of texts of equal or near-equal token count: all texts are
+    tokenized once, sorted by token count, and each batch is padded by the tokenizer's own `pad` (its
+    padding side, pad id and mask). Sorting by tokens, not characters, cut the mean padded length on FPB test
+    from 43 to 32 tokens (bench/bench_serve_throughput.py). Callers write results back at the indices."""
+    enc = tokenizer([str(t) for t in texts], truncation=True, max_length=max_length)
+    keys = list(enc.keys())
+    order = np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")
+    for i in range(0, len(texts), batch_size):
+        idx = order[i:i + batch_size]
+        rows = {k: [enc[k][j] for j in idx] for k in keys}
+        yield idx, tokenizer.pad(rows, padding=True, return_tensors=return_tensors)
 
 
 def length_sorted_batches(texts: list[str], batch_size: int) -> Iterator[tuple[np.ndarray, list[str]]]:

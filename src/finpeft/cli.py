@@ -46,12 +46,15 @@ def train(
     text_column: Optional[str] = typer.Option(None, "--text-column", help="= data.text_column"),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="= data.label_column"),
     encoding: Optional[str] = typer.Option(None, "--encoding", help="= data.encoding (default: detected)"),
+    task: Optional[str] = typer.Option(None, "--task", help="= data.task: classification or regression (a score "
+                                       "per text in --label-column; default: the dataset's own)"),
 ):
     """Train and evaluate; writes model, metrics.json, report.md and the resolved recipe to the run dir."""
     from .recipe import load_recipe
     from .training import train as run_train
     recipe, items = _recipe_and_overrides(recipe, overrides)
-    r = load_recipe(recipe, _with_flags(items, data, method, backbone, no_cache, text_column, label_column, encoding))
+    r = load_recipe(recipe, _with_flags(items, data, method, backbone, no_cache, text_column, label_column, encoding,
+                                        task))
     try:
         run_train(r, output=output, overwrite=overwrite, resume=resume,
                   command="finpeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -70,10 +73,10 @@ def _recipe_and_overrides(recipe: str | None, overrides: list[str] | None) -> tu
 
 
 def _with_flags(items: list[str], data, method, backbone, no_cache: bool, text_column: str | None = None,
-                label_column: str | None = None, encoding: str | None = None) -> list[str]:
+                label_column: str | None = None, encoding: str | None = None, task: str | None = None) -> list[str]:
     flags = {"data.dataset": data, "method.name": method, "model.backbone": backbone,
              "train.feature_cache": "false" if no_cache else None, "data.text_column": text_column,
-             "data.label_column": label_column, "data.encoding": encoding}
+             "data.label_column": label_column, "data.encoding": encoding, "data.task": task}
     return items + [f"{k}={v}" for k, v in flags.items() if v is not None]
 
 
@@ -235,8 +238,12 @@ def evaluate(
                                         "label_map": mapping}}, "--data").data
         split = split or ("all" if Path(data).is_file() else "test")
     out, m = evaluate_run(run_dir, cfg, split)
-    typer.echo(f"{m['dataset']} ({m['split']}, n={m['n']}): accuracy {m['accuracy']:.4f} | macro-F1 "
-               f"{m['macro_f1']:.4f} | weighted-F1 {m['weighted_f1']:.4f} | ECE {m['ece']:.4f}")
+    if m.get("task") == "regression":
+        from .report_regression import summary_lines
+        typer.echo(f"{m['dataset']} ({m['split']}, n={m['n']}): " + "\n".join(summary_lines(m)).removeprefix("test "))
+    else:
+        typer.echo(f"{m['dataset']} ({m['split']}, n={m['n']}): accuracy {m['accuracy']:.4f} | macro-F1 "
+                   f"{m['macro_f1']:.4f} | weighted-F1 {m['weighted_f1']:.4f} | ECE {m['ece']:.4f}")
     typer.echo(f"report: {out / 'report.md'}")
 
 
@@ -492,14 +499,19 @@ def data_check(
     label_column: str = typer.Option("label", "--label-column"),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     encoding: str = typer.Option("auto", "--encoding", help="File encoding (auto: UTF-8, else detected)."),
+    task: Optional[str] = typer.Option(None, "--task", help="regression: the label column holds a number per "
+                                       "text (default: the catalog dataset's own task, else classification)."),
 ):
-    """Class balance, lengths, duplicates, conflicting labels, cross-split leakage. Exit 0 if readable."""
+    """Class balance (or score range), lengths, duplicates, conflicting labels, cross-split leakage. Exit 0 if
+    readable."""
     import dataclasses
     import json
     from .data.doctor import check
     from .data.encoding import check_encoding
     from .data.load import load_raw
-    report = check(load_raw(dataset, text_column, label_column, check_encoding(encoding)))
+    if task not in (None, "classification", "regression"):
+        raise FinpeftError(f"--task must be classification or regression, not {task!r}")
+    report = check(load_raw(dataset, text_column, label_column, check_encoding(encoding)), task=task)
     typer.echo(json.dumps(dataclasses.asdict(report), indent=2) if json_out else report.to_text())
 
 

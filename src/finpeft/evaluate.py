@@ -25,6 +25,8 @@ def evaluate_run(run_dir: str | Path, data_cfg, split: str = "test") -> tuple[Pa
     from .runs import append_result
 
     info = read_run_info(run_dir)  # a bad run dir fails before any data or model work
+    if info.get("task") == "regression":
+        return _evaluate_scores(run_dir, info, data_cfg, split)
     if split == "all":
         raw = load_raw(data_cfg.dataset, data_cfg.text_column, data_cfg.label_column, data_cfg.encoding)
         if not raw.labelled:
@@ -56,6 +58,43 @@ def evaluate_run(run_dir: str | Path, data_cfg, split: str = "test") -> tuple[Pa
     context = {"dataset": name, "split": split, "method": info["method"], "backbone": info["backbone"],
                "seed": seed, "data_source": source, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     metrics = write_evaluation(tmp, df["text"].tolist(), y, probs, predictor.labels, context)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    append_result(Path(run_dir).parent / "results.csv", {**metrics, "run_dir": str(run_dir)})
+    return out, metrics
+
+
+def _evaluate_scores(run_dir, info: dict, data_cfg, split: str) -> tuple[Path, dict]:
+    """A regression run on a dataset with a numeric target: MSE, R², Pearson, ... and the scatter plot."""
+    import os
+    import shutil
+    from datetime import datetime, timezone
+
+    from .data import load_dataset_splits
+    from .predict import Predictor
+    from .report_regression import write_regression_evaluation
+    from .runs import append_result
+    cfg = data_cfg.model_copy(update={"task": "regression"})
+    if split == "all":  # every row: one split of everything (the split sizes do not matter here)
+        from .data.load import load_raw
+        from .data.regression import checked_scores
+        raw = load_raw(cfg.dataset, cfg.text_column, cfg.label_column, cfg.encoding)
+        df = pd.concat([checked_scores(f, raw.name, s, raw.label_column, cfg.score_range or raw.score_range)
+                        for s, f in raw.frames.items()], ignore_index=True)
+        name, source = raw.name, raw.source
+    else:
+        data = load_dataset_splits(cfg)
+        df, name, source = data.test, data.name, data.source
+    df = df[df["text"].str.strip() != ""]
+    pred = Predictor(run_dir).predict_scores(df["text"].tolist())
+    out = Path(run_dir) / "eval" / f"{name}-{split}"
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    context = {"dataset": name, "split": split, "method": info["method"], "backbone": info["backbone"],
+               "data_source": source, "train_mean": info["target"]["mean"],
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    metrics = write_regression_evaluation(tmp, df["text"].tolist(), df["label"].to_numpy(dtype=float), pred, context)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

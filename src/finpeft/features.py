@@ -80,14 +80,12 @@ def encode(encoder, tokenizer, texts: list[str], max_length: int, pooling: str, 
     """Run the frozen encoder over texts (length-sorted batches; rows come back in input order)."""
     was_training = encoder.training
     encoder.eval()
-    order = np.argsort([len(t) for t in texts], kind="stable")
+    from .batching import encoded_batches
     cls = [None] * len(texts)
     rows = [None] * len(texts)
     device = next(encoder.parameters()).device
-    for i in range(0, len(texts), batch_size):
-        idx = order[i:i + batch_size]
-        enc = tokenizer([texts[j] for j in idx], truncation=True, max_length=max_length, padding=True,
-                        return_tensors="pt").to(device)
+    for idx, enc in encoded_batches(tokenizer, texts, max_length, batch_size, "pt"):
+        enc = enc.to(device)
         states = encoder(**enc).last_hidden_state.float().cpu()  # (b, L, H)
         lengths = enc["attention_mask"].sum(1).tolist()
         for k, j in enumerate(idx):

@@ -29,6 +29,8 @@ class Predictor:
         self.display_labels = [self.label_names.get(l, l) for l in self.labels]
         self.max_length = self.info["max_length"]
         self.batch_size = batch_size
+        # "regression": one output, a score (run.json `target`: the training scores' mean/std it was trained on)
+        self.task: str = self.info.get("task", "classification")
         self._torch = torch
         self.onnx = None
         if self.info["artifact"] == "onnx":  # a `finpeft export` folder: onnxruntime, no torch model
@@ -49,12 +51,30 @@ class Predictor:
     def predict_proba(self, texts: list[str] | str) -> np.ndarray:
         """(n, n_labels) class probabilities. A bare string is one text; an empty text is a ValueError."""
         texts = as_texts(texts)
+        if self.task == "regression":
+            raise TypeError(f"{self.run_dir} is a regression run: it has no class probabilities; use "
+                            "predict() or predict_scores()")
         if self.members:
             parts = [m.predict_proba(texts)[:, [m.labels.index(l) for l in self.labels]] for m in self.members]
             return np.tensordot(self.weights / self.weights.sum(), np.stack(parts), axes=1).astype(np.float32)
         if self.onnx is not None:
             return self.onnx.predict_proba(texts, self.max_length, self.batch_size)
         return predict_proba(self.model, self.tokenizer, texts, self.max_length, self.batch_size)
+
+    def predict_scores(self, texts: list[str] | str) -> np.ndarray:
+        """(n,) float scores: a regression run's predicted target; a classifier's P(positive) - P(negative)."""
+        texts = as_texts(texts)
+        if self.task != "regression":
+            return self.score(self.predict_proba(texts))
+        if self.members:
+            raise FinpeftError(f"{self.run_dir}: ensembles of regression runs are not supported")
+        if self.onnx is not None:
+            raw = self.onnx.predict_outputs(texts, self.max_length, self.batch_size)
+        else:
+            from .batching import predict_outputs
+            raw = predict_outputs(self.model, self.tokenizer, texts, self.max_length, self.batch_size)
+        t = self.info["target"]
+        return (raw[:, 0].astype(np.float64) * t["std"] + t["mean"]).astype(np.float32)
 
     def score(self, probs: np.ndarray) -> np.ndarray:
         """P(positive) - P(negative); 0 where the label set has neither."""
@@ -64,7 +84,10 @@ class Predictor:
         return np.asarray(pos - neg, dtype=np.float32) * np.ones(len(probs), dtype=np.float32)
 
     def predict(self, texts: list[str] | str) -> list[dict]:
-        """One dict per text: label, probabilities, score. A bare string is one text (a list of one comes back)."""
+        """One dict per text: label, probabilities, score (a regression run: the score alone). A bare string is
+        one text (a list of one comes back)."""
+        if self.task == "regression":
+            return [{"score": round(float(s), 6)} for s in self.predict_scores(texts)]
         probs = self.predict_proba(texts)
         scores = self.score(probs)
         return [{"label": self.display_labels[int(p.argmax())],
@@ -102,15 +125,11 @@ class Predictor:
                                            "set --text-column")
                     texts = chunk[text_column].fillna("").astype(str)
                     filled = (texts.str.strip() != "").to_numpy()  # policy: an empty text gets no prediction
-                    probs = np.full((len(chunk), len(self.labels)), np.nan, dtype=np.float32)
-                    if filled.any():
-                        probs[filled] = self.predict_proba(texts[filled].tolist())
+                    if self.task == "regression":
+                        chunk = self._scored_chunk(chunk, texts, filled)
+                    else:
+                        chunk = self._labelled_chunk(chunk, texts, filled)
                     empty += int((~filled).sum())
-                    out_col = "predicted_label" if "label" in chunk.columns else "label"  # never overwrite gold labels
-                    chunk = chunk.assign(**{out_col: [self.display_labels[int(p.argmax())] if ok else ""
-                                                      for p, ok in zip(probs, filled)]},
-                                         **{f"p_{l}": probs[:, i].round(6) for i, l in enumerate(self.display_labels)},
-                                         score=self.score(probs).round(6))
                     if dst.suffix.lower() == ".csv":
                         chunk.to_csv(f, index=False, header=n == 0)
                     else:
@@ -135,6 +154,23 @@ class Predictor:
             print(f"finpeft: {empty} row(s) with an empty text got no prediction (empty label and scores)",
                   file=sys.stderr)
         return n
+
+    def _scored_chunk(self, chunk: pd.DataFrame, texts: pd.Series, filled: np.ndarray) -> pd.DataFrame:
+        scores = np.full(len(chunk), np.nan, dtype=np.float32)
+        if filled.any():
+            scores[filled] = self.predict_scores(texts[filled].tolist())
+        out_col = "predicted_score" if "score" in chunk.columns else "score"  # never overwrite gold scores
+        return chunk.assign(**{out_col: scores.round(6)})
+
+    def _labelled_chunk(self, chunk: pd.DataFrame, texts: pd.Series, filled: np.ndarray) -> pd.DataFrame:
+        probs = np.full((len(chunk), len(self.labels)), np.nan, dtype=np.float32)
+        if filled.any():
+            probs[filled] = self.predict_proba(texts[filled].tolist())
+        out_col = "predicted_label" if "label" in chunk.columns else "label"  # never overwrite gold labels
+        return chunk.assign(**{out_col: [self.display_labels[int(p.argmax())] if ok else ""
+                                         for p, ok in zip(probs, filled)]},
+                            **{f"p_{l}": probs[:, i].round(6) for i, l in enumerate(self.display_labels)},
+                            score=self.score(probs).round(6))
 
 
 def _resume_point(tmp: Path, record: Path, job: dict) -> dict:

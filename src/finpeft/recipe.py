@@ -46,6 +46,10 @@ class DataConfig(_Strict):
     max_eval_samples: int | None = Field(None, ge=1)
     # Multi-dataset training: catalog ids / files (or {dataset, label_map, ...}) whose labels map onto ours.
     mix: list[MixedDataset] = Field(default_factory=list)
+    # classification, or regression (label_column holds a number per text, e.g. a sentiment score); left
+    # out: the catalog dataset's own task (fiqa-sa-score is regression), else classification
+    task: Literal["classification", "regression"] | None = None
+    score_range: tuple[float, float] | None = None  # regression: scores outside it are refused (catalog: its own)
 
     @field_validator("mix", mode="before")
     @classmethod

@@ -13,7 +13,8 @@ from pathlib import Path
 from .errors import FinpeftError
 
 RESULT_FIELDS = ["date", "run_dir", "dataset", "split", "method", "backbone", "seed", "accuracy", "macro_f1",
-                 "weighted_f1", "ece", "train_seconds", "train_samples_per_second", "trainable_params"]
+                 "weighted_f1", "ece", "train_seconds", "train_samples_per_second", "trainable_params",
+                 "task", "mse", "r2", "pearson"]  # the last four: regression runs (older files gain them)
 
 
 def partial_dir(output: Path) -> Path:
@@ -104,7 +105,10 @@ def append_result(csv_path: Path, row: dict) -> None:
         old = csv_path.read_text(encoding="utf-8") if csv_path.exists() else ""
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=RESULT_FIELDS, extrasaction="ignore")
-        if not old:
-            writer.writeheader()
+        if not old or old.splitlines()[0] != ",".join(RESULT_FIELDS):
+            writer.writeheader()  # a file written before the newest columns: rewritten under the new header
+            writer.writerows(csv.DictReader(io.StringIO(old)))
+        else:
+            buf.write(old)
         writer.writerow(row)
-        write_atomic(csv_path, old + buf.getvalue())
+        write_atomic(csv_path, buf.getvalue())

@@ -198,6 +198,13 @@ def _utf8(text: str) -> str:
     return text
 
 
+def _outputs(predictor, texts):
+    """What the micro-batcher computes per text: class probabilities, or (regression) a column of scores."""
+    if getattr(predictor, "task", "classification") == "regression":
+        return predictor.predict_scores(texts)[:, None]
+    return predictor.predict_proba(texts)
+
+
 def error_body(message: str, details: list | None = None) -> dict:
     """The one JSON body of every error answer (4xx and 5xx): {"error": one line, "details": [...]}."""
     return {"error": message, **({"details": details} if details else {})}
@@ -230,9 +237,10 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None, loa
     PredictRequest = create_model("PredictRequest", texts=(list[Text], Field(min_length=1, max_length=s.max_texts)))
 
     class Prediction(BaseModel):
-        label: str
-        probabilities: dict[str, float]
-        score: float = Field(description="P(positive) - P(negative); 0 when the labels have neither")
+        label: str | None = Field(None, description="The predicted class (null for a regression model)")
+        probabilities: dict[str, float] | None = Field(None, description="Class probabilities (null for regression)")
+        score: float = Field(description="A regression model's predicted score; a classifier's P(positive) - "
+                                         "P(negative) (0 when the labels have neither)")
 
     class PredictResponse(BaseModel):
         model: dict
@@ -252,7 +260,7 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None, loa
             state.update(predictor=None, error=f"the batching worker stopped: {task.exception()!r}")
 
     async def lifespan(app):
-        batcher = MicroBatcher(lambda texts: state["predictor"].predict_proba(texts), s.max_batch, s.max_wait_ms,
+        batcher = MicroBatcher(lambda texts: _outputs(state["predictor"], texts), s.max_batch, s.max_wait_ms,
                                on_batch=batch_sizes.observe)
         batcher.start()
         batcher.task.add_done_callback(batcher_died)
@@ -307,7 +315,8 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None, loa
         return {"name": d.parent.name if d.name in ("onnx", "onnx-int8") else d.name,
                 "version": info.get("date") or info.get("finpeft_version"), "method": info.get("method"),
                 "backbone": info.get("backbone"),
-                "backend": "onnx" if info.get("artifact") == "onnx" else "torch", "labels": getattr(p, "display_labels", None) or info.get("labels"),
+                "backend": "onnx" if info.get("artifact") == "onnx" else "torch", "task": info.get("task", "classification"),
+                "labels": getattr(p, "display_labels", None) or info.get("labels"),
                 "finpeft_version": __version__}
 
     @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(check_key)])
@@ -323,6 +332,8 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None, loa
             return JSONResponse({"error": "scoring timed out"}, status_code=503)
         except Exception as e:  # noqa: BLE001 - this request's texts could not be scored
             return JSONResponse({"error": f"scoring failed: {type(e).__name__}: {str(e)[:200]}"}, status_code=500)
+        if getattr(p, "task", "classification") == "regression":  # one column: the predicted score
+            return {"model": model_info(), "predictions": [{"score": round(float(v), 6)} for v in probs[:, 0]]}
         scores = p.score(probs)
         names = getattr(p, "display_labels", p.labels)  # the user's spelling (e.g. Bullish)
         preds = [{"label": names[int(row.argmax())],

@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from .version import __version__
 from .backbones import load_config, resolve_backbone
-from .batching import predict_proba, tokenize_frame
+from .batching import predict_outputs, predict_proba, tokenize_frame
 from .data import load_dataset_splits
 from .data.doctor import leakage_between
 from .errors import FinpeftError
@@ -62,6 +62,17 @@ def _eval_metrics(pred) -> dict:
     y_pred = np.asarray(pred.predictions).argmax(-1)
     return {"accuracy": accuracy_score(pred.label_ids, y_pred),
             "macro_f1": f1_score(pred.label_ids, y_pred, average="macro")}
+
+
+def _regression_eval(target):
+    """Valid-split metrics of a regression model, on the score scale (model selection uses the MSE)."""
+    from .data.regression import regression_metrics
+
+    def metrics(pred) -> dict:
+        y = target.inverse(np.asarray(pred.label_ids).reshape(-1))
+        m = regression_metrics(y, target.inverse(np.asarray(pred.predictions).reshape(-1)))
+        return {k: m[k] for k in ("mse", "r2", "pearson", "sign_accuracy")}
+    return metrics
 
 
 def _peak_memory() -> dict:
@@ -134,6 +145,14 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     check_transfer(recipe, method.ARTIFACT == "frozen")
     model_path = resolve_backbone(recipe.model.backbone)  # a name check only; nothing is loaded yet
     data = load_dataset_splits(recipe.data)
+    regression = data.task == "regression"
+    if regression:
+        from .methods import supports
+        if not supports(method, "regression"):
+            raise FinpeftError(f"method {recipe.method.name} classifies only; for a score (data.task=regression) "
+                               "use full, head, lora, dora, qlora, ia3 or a frozen-encoder head (mamba-adapter, ...)")
+        if recipe.train.distill_from:
+            raise FinpeftError("train.distill_from: distillation learns class probabilities; not for regression")
     for pair, n in leakage_between({"train": data.train, "valid": data.valid, "test": data.test}).items():
         _say(f"warning: leakage {pair}: {n} normalised text(s) shared (run `finpeft data check {data.name}`)")
     for note in data.notes:
@@ -160,7 +179,11 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     _say(f"{data.name}: train/valid/test = {data.sizes()} | method {recipe.method.name} | backbone "
          f"{recipe.model.backbone} | {threads} threads x {world} process(es) | working in {work}")
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=recipe.model.trust_remote_code)
-    label_ids = {l: i for i, l in enumerate(data.labels)}
+    if regression:  # scores are standardised on the training rows; predictions are mapped back
+        from .data.regression import Standardiser
+        label_ids = Standardiser(data.train["label"])
+    else:
+        label_ids = {l: i for i, l in enumerate(data.labels)}
     frozen = method.ARTIFACT == "frozen"
     try:
         if frozen:
@@ -206,7 +229,8 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr, weight_decay=t.weight_decay,
         warmup_steps=t.warmup_ratio, lr_scheduler_type=t.scheduler, label_smoothing_factor=t.label_smoothing,
         max_grad_norm=t.max_grad_norm, eval_strategy="epoch", save_strategy="epoch", save_total_limit=1,
-        load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True,
+        load_best_model_at_end=True, metric_for_best_model="mse" if regression else "macro_f1",
+        greater_is_better=not regression,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         logging_steps=t.logging_steps, report_to=t.report_to, seed=recipe.seed, disable_tqdm=not t.progress_bar,
         dataloader_pin_memory=torch.cuda.is_available(),
@@ -231,7 +255,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         extra.update(alpha=t.distill_alpha, temperature=t.distill_temperature)
     trainer = (DistillTrainer if t.distill_from else Trainer)(
         model=model, args=args, train_dataset=ds["train"], eval_dataset=ds["valid"], data_collator=collator,
-        compute_metrics=_eval_metrics, callbacks=callbacks, **extra)
+        compute_metrics=_regression_eval(label_ids) if regression else _eval_metrics, callbacks=callbacks, **extra)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
     trainer_seconds = time.perf_counter() - started
@@ -247,16 +271,17 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         return out
     scorer = fz.FrozenEncoderClassifier(encoder, head, len(data.labels), opts.sentence_vector) if frozen else trainer.model
     scored = time.perf_counter()
-    probs = predict_proba(scorer, tokenizer, data.test["text"].tolist(), recipe.model.max_length,
-                          t.eval_batch_size)
+    probs = predict_outputs(scorer, tokenizer, data.test["text"].tolist(), recipe.model.max_length,
+                            t.eval_batch_size, softmax=not regression)
     infer_rate = len(data.test) / (time.perf_counter() - scored)
-    y = np.array([label_ids[l] for l in data.test["label"]])
+    y = data.test["label"].to_numpy(dtype=float) if regression else np.array([label_ids[l] for l in data.test["label"]])
     context = {"dataset": data.name, "split": "test", "method": recipe.method.name,
                "backbone": recipe.model.backbone, "seed": recipe.seed, "command": command,
                "train_seconds": round(train_seconds, 2),
                "train_samples_per_second": round(samples_seen / trainer_seconds, 2),
                "encode_seconds": round(encode_seconds, 2), "resumed_seconds_before": round(clock.before, 2) or None,
-               "epochs_run": round(trainer.state.epoch, 3), "best_valid_macro_f1": trainer.state.best_metric,
+               "epochs_run": round(trainer.state.epoch, 3),
+               ("best_valid_mse" if regression else "best_valid_macro_f1"): trainer.state.best_metric,
                "test_sentences_per_second": round(infer_rate, 1), **_peak_memory(),
                **({"distilled_from": t.distill_from, "teacher_seconds": teacher_seconds, "transfer": transfer,
                    "teacher_train_seconds": teacher_train} if t.distill_from else {}),
@@ -273,7 +298,13 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
                                  np.array([label_ids[l] for l in df["label"]]), p_extra, data.labels,
                                  {**context, "dataset": name, "per_dataset": None})
             context["per_dataset"][name] = {k: m[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")}
-    metrics = write_evaluation(work, data.test["text"].tolist(), y, probs, data.labels, context)
+    if regression:
+        from .report_regression import write_regression_evaluation
+        metrics = write_regression_evaluation(work, data.test["text"].tolist(), y,
+                                              label_ids.inverse(probs[:, 0]), {**context, "task": "regression",
+                                                                               "train_mean": label_ids.mean})
+    else:
+        metrics = write_evaluation(work, data.test["text"].tolist(), y, probs, data.labels, context)
 
     model_dir = work / "model"
     hf_logging.disable_progress_bar()  # the Trainer turns tqdm back on; one "Writing model shards" bar is noise
@@ -288,13 +319,20 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     run_info = {"finpeft_version": __version__, "artifact": method.ARTIFACT, "method": recipe.method.name,
                 "backbone": recipe.model.backbone, "backbone_path": model_path, "labels": data.labels,
                 "label_names": data.label_names,
-                "max_length": recipe.model.max_length, "trust_remote_code": recipe.model.trust_remote_code}
+                "max_length": recipe.model.max_length, "trust_remote_code": recipe.model.trust_remote_code,
+                **({"task": "regression", "target": label_ids.to_dict()} if regression else {})}
     write_atomic(work / "run.json", json.dumps(run_info, indent=2))
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     (work / "elapsed.json").unlink(missing_ok=True)
     finish(work, out)
 
     append_result(results, {**metrics, "run_dir": str(out)})
+    if regression:
+        from .report_regression import summary_lines
+        for line in summary_lines(metrics, train_seconds):
+            _say(line)
+        _say(f"run saved to {out} (report: {out / 'report.md'}; results row appended to {results})")
+        return out
     _say(f"test accuracy {metrics['accuracy']:.4f} | macro-F1 {metrics['macro_f1']:.4f} | weighted-F1 "
          f"{metrics['weighted_f1']:.4f} | ECE {metrics['ece']:.4f} | train {train_seconds:.0f}s")
     b = metrics["baseline"]

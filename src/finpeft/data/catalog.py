@@ -30,6 +30,10 @@ class CatalogEntry:
     # FinLoRA made the FPB test split with HF train_test_split(test_size=0.25, seed=42) on 50agree;
     # a hub copy is split the same way.
     hub_test_size: float | None = None
+    label_column: str = "label"
+    task: str = "classification"  # or "regression": label_column holds a number per text
+    score_range: tuple[float, float] | None = None  # regression: the documented range of the target
+    test_marker: str | None = None  # a yes/no column of an "all" file: the rows of the published test split
 
 
 _FPB_HUB = dict(repo="takala/financial_phrasebank", text_column="sentence",
@@ -53,6 +57,9 @@ CATALOG: dict[str, CatalogEntry] = {e.id: e for e in [
                  {"train": "fiqa_sa/train.csv", "test": "fiqa_sa/test.csv"},
                  hub=HubSource("ChanceFocus/flare-fiqasa", text_column="text", label_column="answer",
                                splits={"train": "train", "valid": "valid", "test": "test"})),
+    CatalogEntry("fiqa-sa-score", "FiQA-2018 task 1 sentiment score in [-1, 1] (regression); the FinLoRA test "
+                 "texts are the test split", {"all": "fiqa_sa/all.csv"}, labels=None, label_column="score",
+                 task="regression", score_range=(-1.0, 1.0), test_marker="in_finlora_test"),
     CatalogEntry("gold-headlines", "Gold commodity news headlines, price sentiment column",
                  {"all": "gold_headlines/all.csv"}, labels=("negative", "neutral", "none", "positive")),
     CatalogEntry("fin-news", "Unlabelled financial news headlines (CNBC, Guardian, Reuters)",

@@ -26,6 +26,8 @@ class DataReport:
         for split, s in self.splits.items():
             lines.append(f"  {split}: {s['rows']} rows; length in words min/median/p95/max = "
                          f"{s['len_min']}/{s['len_median']}/{s['len_p95']}/{s['len_max']}")
+            if s.get("score"):
+                lines.append("    score: " + ", ".join(f"{k} {v:.3f}" for k, v in s["score"].items()))
             if s.get("classes"):
                 total = sum(s["classes"].values())
                 parts = ", ".join(f"{k} {v} ({v / total:.1%})" for k, v in s["classes"].items())
@@ -36,8 +38,10 @@ class DataReport:
         return "\n".join(lines)
 
 
-def check(raw: RawData, label_map: dict[str, str] | None = None) -> DataReport:
+def check(raw: RawData, label_map: dict[str, str] | None = None, task: str | None = None) -> DataReport:
+    """task: "regression" checks the label column as numbers (default: the dataset's own task)."""
     report = DataReport(raw.name, raw.source)
+    regression = (task or raw.task) == "regression"
     norm_sets: dict[str, set[str]] = {}
     norm_labels: dict[str, pd.Series] = {}
     for split, df in raw.frames.items():
@@ -59,7 +63,15 @@ def check(raw: RawData, label_map: dict[str, str] | None = None) -> DataReport:
             report.warnings.append(f"{split}: {exact_dups} exact duplicate text(s)")
         if norm_dups > 0:
             report.warnings.append(f"{split}: {norm_dups} more duplicate(s) after normalising case/URLs/punctuation")
-        if raw.labelled and "label" in df:
+        if regression and "label" in df:  # the same problems, in the same words, that training refuses
+            from .regression import parse_scores, score_problems
+            frame = df.reset_index(drop=True)
+            scores, bad = parse_scores(frame["label"])
+            report.warnings += [f"{split}: {p}" for p in score_problems(scores, bad, frame["label"], raw.label_column,
+                                                                        raw.score_range)]
+            if scores.notna().any():
+                stats["score"] = {k: float(getattr(scores, k)()) for k in ("min", "mean", "median", "max", "std")}
+        elif raw.labelled and "label" in df:
             labels = df["label"].map(lambda v: normalise_label(v, label_map or {}))
             stats["classes"] = {k: int(v) for k, v in labels[~empty].value_counts().sort_index().items()}
             pairs = pd.DataFrame({"norm": norm, "label": labels[~empty]})
@@ -83,7 +95,7 @@ def check(raw: RawData, label_map: dict[str, str] | None = None) -> DataReport:
     rows = sum(len(df) for df in raw.frames.values())
     if rows < 10:
         report.warnings.append(f"only {rows} rows: too few to train on (training needs at least 10)")
-    if raw.labelled and not raw.labels:
+    if raw.labelled and not raw.labels and not regression:
         counts = pd.concat([df["label"].map(lambda v: normalise_label(v, label_map or {}))
                             for df in raw.frames.values() if "label" in df]).value_counts()
         report.warnings += label_problems(counts)

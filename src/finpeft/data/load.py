@@ -15,6 +15,7 @@ from sklearn.model_selection import train_test_split
 
 from ..errors import FinpeftError
 from .catalog import CATALOG, CatalogEntry, data_dir, local_files
+from .splits import stratified as _stratified, subsample as _subsample
 from .text import LABEL_SYNONYMS, SIGNED_IDS, normalise_label, normalise_text, stray_labels  # noqa: F401
 
 READERS = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None, ".parquet": None}
@@ -30,6 +31,9 @@ class RawData:
     frames: dict[str, pd.DataFrame]
     labels: list[str] | None  # the fixed label set of a catalog dataset
     labelled: bool = True
+    task: str = "classification"  # a catalog dataset's task ("regression": `label` holds a number as text)
+    score_range: tuple[float, float] | None = None
+    label_column: str = "label"  # the file's column the labels (or scores) came from, for messages
 
 
 @dataclass
@@ -45,6 +49,7 @@ class DatasetSplits:
     # the user's own spelling of each label (e.g. positive -> "Bullish"), shown in every output; labels are
     # mapped to the canonical names inside, so datasets with other spellings still compare
     label_names: dict[str, str] = field(default_factory=dict)
+    task: str = "classification"  # "regression": labels == ["score"] and the label column holds floats
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
@@ -163,17 +168,26 @@ def load_raw(dataset: str, text_column: str = "text", label_column: str | None =
     entry = CATALOG.get(dataset)
     if entry is not None:
         files = local_files(entry)
-        labelled = entry.labels is not None
+        labelled = entry.labels is not None or entry.task == "regression"
         if files is None:
             frames = _from_hub(entry)
             source = f"hub:{entry.hub.repo}"
         else:
-            frames = {split: _select(read_table(p, encoding), p, entry.text_column, "label" if labelled else None)
-                      for split, p in files.items()}
+            frames = {}
+            for split, p in files.items():
+                table = read_table(p, encoding)
+                column = entry.label_column if labelled else None
+                if entry.test_marker:  # the published test split, marked row by row in one file
+                    marked = (table[entry.test_marker].str.strip().str.lower() == "yes").to_numpy()
+                    frames.update(train=_select(table[~marked], p, entry.text_column, column),
+                                  test=_select(table[marked], p, entry.text_column, column))
+                else:
+                    frames[split] = _select(table, p, entry.text_column, column)
             source = str(data_dir())
         if not labelled:  # an unlabelled corpus: one frame
             frames = {"all": pd.concat(frames.values(), ignore_index=True)}
-        return RawData(dataset, source, frames, list(entry.labels) if labelled else None, labelled)
+        return RawData(dataset, source, frames, list(entry.labels) if entry.labels else None, labelled,
+                       entry.task, entry.score_range, entry.label_column)
     path = Path(dataset).expanduser()
     if not path.exists():
         if path.suffix.lower() in READERS or os.sep in dataset:
@@ -182,7 +196,8 @@ def load_raw(dataset: str, text_column: str = "text", label_column: str | None =
                            "and not a file or folder")
     frames = {split: _select(read_table(p, encoding), p, text_column, label_column)
               for split, p in _user_files(path).items()}
-    return RawData(path.stem if path.is_file() else path.name, str(path), frames, None, label_column is not None)
+    return RawData(path.stem if path.is_file() else path.name, str(path), frames, None, label_column is not None,
+                   label_column=label_column or "label")
 
 
 def normalise_frames(raw: RawData, label_map: dict[str, str]) -> dict[str, pd.DataFrame]:
@@ -198,33 +213,12 @@ def normalise_frames(raw: RawData, label_map: dict[str, str]) -> dict[str, pd.Da
             for s, f in raw.frames.items()}
 
 
-def _stratified(df: pd.DataFrame, size: float | int, seed: int, what: str, name: str):
-    """Stratified split that keeps duplicates (same text after normalising) on one side, so a split we make
-    never leaks; a text with conflicting labels is stratified by its first label."""
-    key = df["text"].map(normalise_text)
-    first = df.groupby(key, sort=False)["label"].first()
-    try:
-        _, held = train_test_split(first.index.to_numpy(), test_size=size, random_state=seed, stratify=first.to_numpy())
-        mask = key.isin(set(held)).to_numpy()
-        return df[~mask], df[mask]
-    except ValueError as e:
-        counts = df["label"].value_counts()
-        raise FinpeftError(f"{name}: too small to carve a {what} split ({len(df)} rows; smallest class "
-                           f"{counts.idxmin()!r} has {counts.min()}): {str(e).splitlines()[0]}") from None
-
-
-def _subsample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    if n is None or n >= len(df):
-        return df
-    try:
-        return train_test_split(df, train_size=n, random_state=seed, stratify=df["label"])[0]
-    except ValueError:  # too few rows per class for a stratified draw
-        return df.sample(n=n, random_state=seed)
-
-
 def load_dataset_splits(cfg) -> DatasetSplits:
     """Strict load for training (cfg: recipe.DataConfig), with the data.mix datasets merged into training."""
     data = _load_splits(cfg)
+    if cfg.mix and data.task == "regression":
+        raise FinpeftError("data.mix is for classification datasets (their labels map onto ours); a regression "
+                           "target has no such mapping")
     if cfg.mix:
         _merge_mixed(data, cfg)
     return data
@@ -268,8 +262,10 @@ def _load_splits(cfg) -> DatasetSplits:
     if not raw.labelled:
         raise FinpeftError(f"{raw.name} is an unlabelled corpus (for pretraining); pick a labelled dataset")
     notes: list[str] = []
-    frames = normalise_frames(raw, cfg.label_map)
-    label_names = {} if raw.labels else user_label_names(raw, frames)
+    task = cfg.task or raw.task
+    regression = task == "regression"
+    frames = dict(raw.frames) if regression else normalise_frames(raw, cfg.label_map)
+    label_names = {} if raw.labels or regression else user_label_names(raw, frames)
 
     for split, f in list(frames.items()):
         empty = f["text"].str.strip() == ""
@@ -283,6 +279,10 @@ def _load_splits(cfg) -> DatasetSplits:
 
     if "all" in frames and len(frames["all"]) < 10:
         raise FinpeftError(f"{raw.name}: too small to split ({len(frames['all'])} rows; need at least 10)")
+    if regression:
+        from .regression import regression_splits
+        splits = regression_splits(frames, raw.label_column, cfg, raw.name, cfg.score_range or raw.score_range, notes)
+        return DatasetSplits(raw.name, raw.source, ["score"], *splits, notes=notes, task="regression")
     labels = cfg.labels or raw.labels
     if labels is None:
         pool = frames.get("train", frames.get("all"))

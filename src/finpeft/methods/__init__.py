@@ -7,6 +7,8 @@
     build(model_path, labels, opts, model_cfg) -> torch.nn.Module for sequence classification   ("hf", "peft")
     build_head(hidden_size, n_labels, opts)  -> head module, see methods/frozen.py                ("frozen")
     TRAIN_DEFAULTS (optional)  train.* values used where the recipe does not set them
+    TASKS (optional)  the data.task values it supports (default both: "classification", "regression"; a
+              regression model has one output, trained with MSE on standardised scores)
 
 Adding a method = one module + one line below.
 """
@@ -53,6 +55,10 @@ def method_options(module: ModuleType, method_cfg) -> object:
         return module.Options.model_validate(opts)
     except ValidationError as e:
         raise FinpeftError(f"method {method_cfg.name}: {format_validation_error(e, module.Options)}") from None
+
+
+def supports(module: ModuleType, task: str) -> bool:
+    return task in getattr(module, "TASKS", ("classification", "regression"))
 
 
 def checked_method(method_cfg) -> tuple[ModuleType, object]:

@@ -39,7 +39,12 @@ def sentence_vector(tokens: torch.Tensor, mask: torch.Tensor, kind: str) -> torc
 def _output(head_out: dict, labels):
     from transformers.modeling_outputs import SequenceClassifierOutput
     logits = head_out["logits"]
-    loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+    if labels is None:
+        loss = None
+    elif logits.shape[-1] == 1:  # regression: one output, a standardised score
+        loss = nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
+    else:
+        loss = nn.functional.cross_entropy(logits, labels)
     return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
@@ -106,7 +111,7 @@ class FeatureCollator:
 
     def __call__(self, rows: list[dict]) -> dict:
         idx = [int(r["index"]) for r in rows]
-        labels = torch.tensor([int(r["labels"]) for r in rows])
+        labels = torch.tensor([r["labels"] for r in rows])  # class ids, or float scores (regression)
         if self.store.cls is not None:
             return {"vec": self.store.cls[idx].float(), "labels": labels}
         seqs = [self.store.row(i) for i in idx]

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import FinpeftError
 
 TRAIN_DEFAULTS = {"lr": 5e-4}  # small models, fully trained: a larger step than BERT fine-tuning's 5e-5
+TASKS = ("classification",)  # their heads (and t5-text's label words) classify; no score output
 
 
 class Options(BaseModel):
