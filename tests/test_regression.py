@@ -152,3 +152,19 @@ def test_classification_only_methods_refuse_regression(tmp_path):
     from finpeft.errors import FinpeftError
     with pytest.raises(FinpeftError, match="t5-head classifies only"):
         train(None, TINY + SCORE + ["method=t5-head"], output=tmp_path / "t5")
+
+
+def test_bench_reports_a_regression_leaderboard(tmp_path):
+    import yaml
+    from finpeft.leaderboard import run_grid
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"overrides": [*TINY, *SCORE, "data.max_train_samples=200", "train.lr=1e-3"],
+                                    "datasets": ["fiqa-sa-score"], "seeds": [42, 43], "methods": ["head"]}))
+    out, lines = tmp_path / "lb", []
+    run_grid(grid, out, echo=lines.append)
+    assert len(lines) == 2 and all("MSE" in l and "R²" in l for l in lines), lines
+    df = pd.read_csv(out / "leaderboard.csv")
+    assert set(df.task) == {"regression"} and df.mse.notna().all() and df.accuracy.isna().all()
+    md = (out / "leaderboard.md").read_text()
+    assert "## fiqa-sa-score (regression)" in md and "| MSE | RMSE | R² |" in md and " ± " in md
+    assert "FinBERT" in md and "10-fold cross-validation" in md  # the published rows, with their protocol

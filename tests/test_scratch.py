@@ -270,11 +270,64 @@ def test_slim_attention_generate_matches_and_t5_text_option(scratch_models, fpb_
 
 
 def test_t5_from_scratch_is_tied_as_documented():
-    """scratch/models.py says the T5 is tied (today's transformers ties T5 always) and keeps v1.1's unscaled
-    decoder output; a transformers that changes either must fail here, not silently change the model."""
+    """scratch/models.py says the T5 is tied (today's transformers ties T5 always), scales the decoder output by
+    d_model^-0.5 (as the original, tied T5) and keeps T5's std-1 embeddings; a transformers that changes any of
+    these must fail here, not silently change the model."""
     from transformers import T5ForConditionalGeneration
     from finpeft.scratch.models import t5_config
     model = T5ForConditionalGeneration(t5_config("tiny", 500, 0, 1))
     assert model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr()
-    assert model.config.tie_word_embeddings is True
-    assert getattr(model.config, "scale_decoder_outputs", False) is False
+    assert model.config.tie_word_embeddings is True and model.config.scale_decoder_outputs is True
+    assert 0.9 < float(model.shared.weight.std()) < 1.1
+
+
+def test_encoder_usage_gap_is_recorded_and_flags_a_decoder_that_ignores_its_encoder(data_dir, tmp_path):
+    """pretrain.json records the encoder-usage gap; the gap is large for a T5 that must read its encoder (trained
+    to copy real headlines) and near zero - flagged - for the same T5 whose decoder was trained on the span
+    targets with the encoder input blanked (it learns target statistics only)."""
+    import numpy as np
+    import pandas as pd
+    import torch
+    from transformers import T5ForConditionalGeneration
+    from finpeft.scratch.encoder_usage import MIN_GAP, encoder_usage, usage_line
+    from finpeft.scratch.pretrain import load_scratch_recipe, pretrain_scratch
+    from finpeft.scratch.span_corruption import corrupt
+    from finpeft.scratch.tokenizer import load_tokenizer, sentinel_ids
+    common = ["objective=span", "max_texts=600", "vocab_size=1000", "max_length=48", "train.batch_size=16",
+              "train.eval_steps=1000", "train.save_steps=1000"]
+    run = pretrain_scratch(load_scratch_recipe(None, [*common, "train.max_steps=8"]), tmp_path / "run")
+    recorded = json.loads((run / "pretrain.json").read_text())["encoder_usage"]
+    assert set(recorded) == {"real", "shuffled", "gap", "unigram", "uses_encoder"} and recorded["unigram"] > 0
+
+    tok = load_tokenizer(run)
+    texts = pd.read_csv(data_dir / "financial_news_unlabelled" / "cnbc.csv")["text"].dropna().tolist()[:700]
+    ids = [x[:24] for x in tok(texts, add_special_tokens=True)["input_ids"] if len(x) > 8]
+    rng = np.random.default_rng(0)
+    spans = [corrupt(np.asarray(x), sentinel_ids(tok), tok.eos_token_id, 0.15, 3.0, rng) for x in ids]
+
+    def trained(pairs, blank: bool, steps: int):
+        torch.manual_seed(0)
+        model = T5ForConditionalGeneration.from_pretrained(run)
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+        model.train()
+        for step in range(steps):
+            batch = [pairs[(step * 16 + k) % (len(pairs) - 64)] for k in range(16)]
+            src = torch.full((16, max(len(b[0]) for b in batch)), tok.pad_token_id)
+            labels = torch.full((16, max(len(b[1]) for b in batch)), -100)
+            for r, (a, b) in enumerate(batch):
+                src[r, :len(a)], labels[r, :len(b)] = torch.tensor(a), torch.tensor(b)
+            if blank:
+                src[:] = tok.pad_token_id
+            model(input_ids=src, attention_mask=torch.ones_like(src), labels=labels).loss.backward()
+            opt.step()
+            opt.zero_grad()
+        return model, pairs[-64:], [p[1] for p in pairs[:-64]]
+
+    copier, valid, targets = trained([(x, x) for x in ids], blank=False, steps=120)
+    used = encoder_usage(copier, valid, targets, tok.pad_token_id, len(tok))
+    assert used["uses_encoder"] and used["gap"] > 5 * MIN_GAP, used
+    blind, valid, targets = trained(spans, blank=True, steps=120)
+    c = encoder_usage(blind, valid, targets, tok.pad_token_id, len(tok))
+    assert not c["uses_encoder"] and abs(c["gap"]) < MIN_GAP, c
+    assert c["real"] < recorded["real"]  # it did learn: the target statistics, not the text
+    assert "warning" in usage_line(c) and "warning" not in usage_line(used)

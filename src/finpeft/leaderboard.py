@@ -40,7 +40,8 @@ from .recipe import format_validation_error, load_recipe
 from .runs import publish_block, write_atomic
 
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
-COLUMNS = ("dataset", "method", "backbone", "seed", *METRICS, "trainable_params", "train_seconds", "epochs_run",
+RMETRICS = ("mse", "rmse", "r2", "pearson", "spearman", "sign_accuracy")  # regression datasets (fiqa-sa-score)
+COLUMNS = ("dataset", "method", "backbone", "seed", "task", *METRICS, *RMETRICS, "trainable_params", "train_seconds", "epochs_run",
            "peak_rss_mb", "peak_gpu_mb", "test_sentences_per_second", "status", "run_dir")
 
 
@@ -172,8 +173,9 @@ def run_grid(grid_path: str | Path, output: str | Path | None = None, retry_fail
             echo(f"{tag}: FAILED (exit {code}): {failed[key]['last_line']} (log: {log})")
         else:
             m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-            echo(f"{tag}: accuracy {m['accuracy']:.4f} | macro-F1 {m['macro_f1']:.4f} | "
-                 f"{time.perf_counter() - started:.0f} s")
+            score = (f"MSE {m['mse']:.4f} | R² {m['r2']:.4f}" if m.get("task") == "regression" else
+                     f"accuracy {m['accuracy']:.4f} | macro-F1 {m['macro_f1']:.4f}")
+            echo(f"{tag}: {score} | {time.perf_counter() - started:.0f} s")
         write_leaderboard(out, grid, todo, failed, command)
     write_leaderboard(out, grid, todo, failed, command)
     return out
@@ -234,13 +236,14 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     done = df[df.status == "done"].copy()
     if done.empty:
         return pd.DataFrame()
-    for col in (*METRICS, "trainable_params", "train_seconds", "peak_rss_mb", "peak_gpu_mb",
+    for col in (*METRICS, *RMETRICS, "trainable_params", "train_seconds", "peak_rss_mb", "peak_gpu_mb",
                 "test_sentences_per_second"):
         done[col] = pd.to_numeric(done[col], errors="coerce")
+    done["task"] = done["task"].fillna("classification")
     g = done.groupby(["dataset", "method", "backbone"], sort=False)
-    s = g[list(METRICS)].agg(["mean", "std"])
+    s = g[list(METRICS + RMETRICS)].agg(["mean", "std"])
     s.columns = [f"{m}_{a}" for m, a in s.columns]
-    s = s.join(g.agg(seeds=("seed", "count"), trainable_params=("trainable_params", "first"),
+    s = s.join(g.agg(seeds=("seed", "count"), task=("task", "first"), trainable_params=("trainable_params", "first"),
                      train_seconds=("train_seconds", "mean"), peak_rss_mb=("peak_rss_mb", "max"),
                      peak_gpu_mb=("peak_gpu_mb", "max"), infer=("test_sentences_per_second", "mean")))
     return s.reset_index()
@@ -264,6 +267,9 @@ def render(grid: Grid, df: pd.DataFrame, s: pd.DataFrame, command: str) -> str:
         part = s[s.dataset == ds].sort_values("accuracy_mean", ascending=False)
         if part.empty:
             continue
+        if (part.task == "regression").any():
+            lines += _regression_table(ds, part.sort_values("mse_mean"), gpu)
+            continue
         lines += [f"## {ds}", "",
                   "| method | backbone | seeds | accuracy | macro-F1 | weighted-F1 | trainable params | train s | "
                   "peak RSS MiB |" + (" peak GPU MiB |" if gpu else "") + " test sentences/s |",
@@ -285,6 +291,26 @@ def render(grid: Grid, df: pd.DataFrame, s: pd.DataFrame, command: str) -> str:
     return "\n".join(lines)
 
 
+def _regression_table(ds: str, part: pd.DataFrame, gpu: bool) -> list[str]:
+    """A regression dataset's rows (best MSE first) and its published anchors."""
+    lines = [f"## {ds} (regression)", "",
+             "| method | backbone | seeds | MSE | RMSE | R² | Pearson | Spearman | sign accuracy | trainable params | "
+             "train s | peak RSS MiB |" + (" peak GPU MiB |" if gpu else "") + " test sentences/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if gpu else "") + "---|"]
+    for _, r in part.iterrows():
+        n = int(r.seeds)
+        cells = " | ".join(_pm(r[f"{m}_mean"], r[f"{m}_std"], n) for m in RMETRICS)
+        lines.append(f"| {r.method} | {r.backbone} | {n} | {cells} | {int(r.trainable_params):,} | "
+                     f"{r.train_seconds:.0f} | {r.peak_rss_mb:.0f} |" + (f" {r.peak_gpu_mb:.0f} |" if gpu else "")
+                     + f" {r.infer:.0f} |")
+    anchors = anchors_for(ds)
+    if anchors:
+        lines += ["", "Published results (not run here; other splits, see each note):", ""]
+        lines += [f"- {a.system}: {a.metric.upper() if a.metric == 'mse' else a.metric.replace('r2', 'R²')} "
+                  f"{a.value:.2f}. {a.source}; {a.note}." for a in anchors]
+    return lines + [""]
+
+
 def plot(s: pd.DataFrame, x: str, xlabel: str, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -293,13 +319,14 @@ def plot(s: pd.DataFrame, x: str, xlabel: str, path: Path) -> None:
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.6), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
         part = s[s.dataset == ds]
+        y = "r2" if (part.task == "regression").any() else "accuracy"  # a regression dataset: R² (higher is better)
         for _, r in part.iterrows():
-            ax.errorbar(max(r[x], 1e-3), r.accuracy_mean, yerr=0 if pd.isna(r.accuracy_std) else r.accuracy_std,
+            ax.errorbar(max(r[x], 1e-3), r[f"{y}_mean"], yerr=0 if pd.isna(r[f"{y}_std"]) else r[f"{y}_std"],
                         marker="o", capsize=3, label=r.method if len(set(part.backbone)) == 1
                         else f"{r.method} / {r.backbone}")
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel("test R²" if y == "r2" else "test accuracy")
         ax.set_title(ds, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)

@@ -16,13 +16,16 @@ class Options(BaseModel):
     lora_r: int | None = Field(None, ge=1)
     lora_alpha: float = Field(16, gt=0)
     lora_dropout: float = Field(0.1, ge=0, lt=1)
+    # T5 fine-tunes with dropout 0.1 (pretraining here runs without); mamba2 has none, the option is ignored
+    dropout: float = Field(0.1, ge=0, lt=1)
 
 
 def check(opts) -> None:  # the backbone is checked when it is loaded (scratch_config)
     pass
 
 
-def scratch_config(model_path: str, labels: list[str], model_type: str, method: str, model_cfg):
+def scratch_config(model_path: str, labels: list[str], model_type: str, method: str, model_cfg,
+                   dropout: float | None = None):
     from transformers import AutoConfig
     from ..scratch.classify import register
     register()
@@ -31,6 +34,8 @@ def scratch_config(model_path: str, labels: list[str], model_type: str, method: 
         hint = "objective=span" if model_type == "t5" else "objective=clm"
         raise FinpeftError(f"method {method} needs a {model_type} backbone (finpeft pretrain {hint}), got "
                            f"{config.model_type}")
+    if dropout is not None and model_type == "t5":
+        config.dropout_rate = dropout
     config.num_labels = len(labels)
     config.id2label = dict(enumerate(labels))
     config.label2id = {l: i for i, l in enumerate(labels)}

@@ -8,7 +8,7 @@ ARTIFACT = "hf"
 
 
 def build(model_path, labels, opts, model_cfg):
-    config = scratch_config(model_path, labels, "t5", "t5-head", model_cfg)
+    config = scratch_config(model_path, labels, "t5", "t5-head", model_cfg, opts.dropout)
     # the Trainer's evaluation must gather the logits only, not the encoder states (ragged across batches)
     config.use_cache, config.keys_to_ignore_at_inference = False, ["past_key_values", "encoder_last_hidden_state"]
     return with_lora(from_config(model_path, config), opts, "t5", ["classification_head"])

@@ -18,7 +18,7 @@ def build(model_path, labels, opts, model_cfg):
     from transformers import AutoTokenizer
     from ..scratch.classify import T5TextClassifier, T5TextConfig
     from .scratch_common import scratch_config
-    base = scratch_config(model_path, labels, "t5", "t5-text", model_cfg)
+    base = scratch_config(model_path, labels, "t5", "t5-text", model_cfg, opts.dropout)
     tok = AutoTokenizer.from_pretrained(model_path)
     config = T5TextConfig(**{k: v for k, v in base.to_dict().items() if k not in ("model_type", "architectures")},
                           label_token_ids=[tok(l)["input_ids"] for l in labels],  # word + </s>
