@@ -293,3 +293,17 @@ def test_qlora_on_cpu_is_a_one_line_error(tmp_path):
                            "-o", str(tmp_path / "q")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "needs a CUDA GPU" in done.stderr and done.stderr.strip().count("\n") == 0
+
+
+def test_regression_task_is_generated_parsed_and_scored(smol_dir, tmp_path):
+    import json
+    import subprocess
+    import sys
+    out = tmp_path / "m.json"
+    done = subprocess.run([sys.executable, "-m", "finpeft.cli", "llm", "evaluate", "--task", "fiqa-score",
+                           "--max-samples", "6", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "fiqa-score (test, n=6, 0-shot): " in done.stdout and "unparseable " in done.stdout
+    m = json.loads(out.read_text())["metrics"]["fiqa-score"]
+    assert m["n"] == 6 and 0 <= m["unparseable"] <= 6 and m["mse_all"] >= 0
+    assert ("mse" in m) == (m["unparseable"] <= 4)  # scored on the parsed answers when two or more hold a number

@@ -111,3 +111,17 @@ def test_shots_cycle_labels_and_skip_exhausted_ones(data_dir):
     assert [r["label"] for r in shots[:3]] == ["location", "organization", "person"]
     with pytest.raises(FinpeftError, match="shots asked"):
         pick_shots(train, task, len(train) + 1, seed=1)
+
+
+def test_regression_task_parses_numbers_and_counts_unparseable_answers(data_dir):
+    from finpeft.llm.text_metrics import number_metrics, parse_number
+    assert [parse_number(t) for t in ("-0.35", "Score: 0.4.", "\u2212.2", "+1", "none")] == [-0.35, 0.4, -0.2, 1.0, None]
+    m = number_metrics(["0.5", "about -0.4", "no idea", "0.1"], ["0.6", "-0.5", "0.3", "0.0"])
+    assert m["unparseable"] == 1 and m["unparseable_rate"] == 0.25
+    assert m["mse"] == pytest.approx((0.01 + 0.01 + 0.01) / 3)  # the three answers with a number
+    assert m["mse_all"] == pytest.approx((0.01 + 0.01 + 0.09 + 0.01) / 4)  # no number scored as 0
+    task = load_task("fiqa-score")
+    s = task_splits(task)
+    assert len(s.train) + len(s.test) == 1173 and not set(s.train["text"]) & set(s.test["text"])
+    row = s.test.iloc[0].to_dict()
+    assert row["target"] in task.user_message(row) and float(task.answer(row)) == pytest.approx(float(row["score"]))

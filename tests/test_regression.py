@@ -168,3 +168,13 @@ def test_bench_reports_a_regression_leaderboard(tmp_path):
     md = (out / "leaderboard.md").read_text()
     assert "## fiqa-sa-score (regression)" in md and "| MSE | RMSE | R² |" in md and " ± " in md
     assert "FinBERT" in md and "10-fold cross-validation" in md  # the published rows, with their protocol
+
+
+def test_tune_and_ablate_say_they_do_not_cover_regression():
+    from finpeft.ablate import ablate
+    from finpeft.errors import FinpeftError
+    from finpeft.tune import tune
+    with pytest.raises(FinpeftError, match="regression recipe is not supported yet"):
+        tune(None, ["data=fiqa-sa-score", "search={train.lr: {type: float, low: 1.0e-5, high: 1.0e-3}}"], 2)
+    with pytest.raises(FinpeftError, match="regression recipe is not supported yet"):
+        ablate(None, ["data.dataset=my.csv", "data.task=regression"], "train.lr=1e-4,1e-3")

@@ -58,6 +58,10 @@ def tune(recipe_path: str | None, overrides: list[str], n_trials: int, output: s
     from .runs import partial_dir
     from .training import train
     base = load_recipe(recipe_path, overrides)
+    from .data.catalog import task_of
+    if task_of(base.data) == "regression":
+        raise FinpeftError("finpeft tune maximises the valid macro-F1: a regression recipe is not supported yet; compare regression set-ups "
+                           "with finpeft bench (it reports MSE / R²)")
     if not base.search:
         raise FinpeftError("the recipe has no search: section (e.g. search: {train.lr: {type: float, low: 1.0e-5, "
                            "high: 1.0e-3, log: true}})")

@@ -81,3 +81,9 @@ def local_files(entry: CatalogEntry) -> dict[str, Path] | None:
         return None
     files = {split: root / rel for split, rel in entry.files.items()}
     return files if all(p.is_file() for p in files.values()) else None
+
+
+def task_of(data_cfg) -> str:
+    """A recipe's data task before anything is read: data.task, else its catalog dataset's, else classification."""
+    entry = CATALOG.get(data_cfg.dataset)
+    return data_cfg.task or (entry.task if entry else "classification")

@@ -3,7 +3,8 @@
 A task names its data (a catalog `dataset`, split as the classifier track splits it, or `files` read with every
 column kept), an instruction, how a row becomes the user's message, and either `choices` (label -> verbaliser:
 classification, scored by log-likelihood in scorer.py) or an `answer_column` (free text: generated, scored by
-ROUGE / exact match / token F1). Built-in tasks live in llm/tasks/*.yaml; a user adds one with a YAML file of
+ROUGE / exact match / token F1, or - metrics [regression] - the
+first number of the answer, by MSE / R²). Built-in tasks live in llm/tasks/*.yaml; a user adds one with a YAML file of
 the same shape.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..errors import FinpeftError
 
 IGNORE = -100  # label id the loss skips (transformers' convention)
-TEXT_METRICS = ("rouge", "exact_match", "token_f1")
+TEXT_METRICS = ("rouge", "exact_match", "token_f1", "regression")  # regression: a number is generated
 
 
 class Task(BaseModel):
@@ -39,7 +40,7 @@ class Task(BaseModel):
     truncate: dict[str, int] = Field(default_factory=dict, description="column -> max characters kept")
     choices: dict[str, str] | None = None  # label -> verbaliser the model answers with
     answer_column: str | None = None  # free-text tasks: the reference answer
-    metrics: list[Literal["rouge", "exact_match", "token_f1"]] = Field(default_factory=list)
+    metrics: list[Literal["rouge", "exact_match", "token_f1", "regression"]] = Field(default_factory=list)
     max_new_tokens: int = Field(64, ge=1)
 
     @model_validator(mode="after")

@@ -48,8 +48,36 @@ def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
     return {k: float(np.mean([s[k].fmeasure for s in scores])) for k in kinds}
 
 
+NUMBER = re.compile(r"[-+\u2212]?(?:\d+(?:\.\d*)?|\.\d+)")
+
+
+def parse_number(text: str) -> float | None:
+    """The first number in a generated answer ("-0.35", "Score: 0.4", "−.2"), or None."""
+    m = NUMBER.search(text or "")
+    return float(m.group().replace("\u2212", "-")) if m else None
+
+
+def number_metrics(predictions: list[str], references: list[str]) -> dict:
+    """A regression task answered in words: the first number of each answer, scored by MSE / RMSE / MAE / R² /
+    Pearson / Spearman / sign accuracy on the answers that hold one; answers without a number are counted
+    (`unparseable`) and, in `mse_all`, scored as 0 (the neutral middle of a signed score)."""
+    from ..data.regression import regression_metrics
+    parsed = [parse_number(p) for p in predictions]
+    y = np.array([float(r) for r in references])
+    ok = np.array([v is not None for v in parsed])
+    pred = np.array([v if v is not None else 0.0 for v in parsed])
+    out = {"unparseable": int((~ok).sum()), "unparseable_rate": float((~ok).mean()) if len(ok) else 0.0,
+           "mse_all": float(np.mean((pred - y) ** 2)) if len(y) else float("nan")}
+    if ok.sum() >= 2:
+        m = regression_metrics(y[ok], pred[ok])
+        out.update({k: m[k] for k in ("mse", "rmse", "mae", "r2", "pearson", "spearman", "sign_accuracy")})
+    return out
+
+
 def text_metrics(predictions: list[str], references: list[str], which: list[str]) -> dict:
     out = {"n": len(predictions)}
+    if "regression" in which:
+        out.update(number_metrics(predictions, references))
     if "rouge" in which:
         out.update(rouge(predictions, references))
     if "exact_match" in which:

@@ -194,7 +194,10 @@ def headline(metrics: dict, sep: str = " | ") -> str:
     if "accuracy" in metrics:
         return sep.join([f"accuracy {metrics['accuracy']:.4f}", f"macro-F1 {metrics['macro_f1']:.4f}",
                          f"weighted-F1 {metrics['weighted_f1']:.4f}"])
-    keys = [k for k in ("rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match", "token_f1") if k in metrics]
+    keys = [k for k in ("mse", "r2", "pearson", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match", "token_f1")
+            if k in metrics]
+    if "unparseable" in metrics:  # a regression task: answers with no number are said, never hidden
+        return sep.join([f"{k} {metrics[k]:.4f}" for k in keys] + [f"unparseable {metrics['unparseable']}/{metrics['n']}"])
     return sep.join(f"{k} {metrics[k]:.4f}" for k in keys)
 
 
