@@ -98,13 +98,19 @@ def write_evaluation(out: Path, texts: list[str], y: np.ndarray, probs: np.ndarr
     return record
 
 
-def render_report(r: dict, labels: list[str]) -> str:
-    lines = [f"# finpeft evaluation: {r.get('dataset')} ({r.get('split')} split)", "",
+def report_head(r: dict, kind: str = "") -> list[str]:
+    """The title and the run's field | value table, shared by the classification and regression reports."""
+    lines = [f"# finpeft evaluation: {r.get('dataset')} ({r.get('split')} split){kind}", "",
              "| field | value |", "|---|---|"]
     for key in ("dataset", "split", "method", "backbone", "seed", "command", "train_seconds",
                 "train_samples_per_second", "trainable_params", "total_params", "data_source", "date"):
         if r.get(key) is not None:
             lines.append(f"| {key} | {r[key]} |")
+    return lines
+
+
+def render_report(r: dict, labels: list[str]) -> str:
+    lines = report_head(r)
     lines += ["", f"**accuracy {r['accuracy']:.4f} · macro-F1 {r['macro_f1']:.4f} · weighted-F1 "
               f"{r['weighted_f1']:.4f} · ECE {r['ece']:.4f}** on {r['n']} examples"]
     if r.get("baseline"):

@@ -66,12 +66,8 @@ def summary_lines(m: dict, train_seconds: float | None = None) -> list[str]:
 
 
 def render_regression_report(r: dict) -> str:
-    lines = [f"# finpeft evaluation: {r.get('dataset')} ({r.get('split')} split), regression", "",
-             "| field | value |", "|---|---|"]
-    for key in ("dataset", "split", "method", "backbone", "seed", "command", "train_seconds",
-                "train_samples_per_second", "trainable_params", "total_params", "data_source", "date"):
-        if r.get(key) is not None:
-            lines.append(f"| {key} | {r[key]} |")
+    from .report import report_head
+    lines = report_head(r, ", regression")
     lines += ["", f"**MSE {r['mse']:.4f} · RMSE {r['rmse']:.4f} · MAE {r['mae']:.4f} · R² {r['r2']:.4f} · "
               f"Pearson {r['pearson']:.4f} · Spearman {r['spearman']:.4f}** on {r['n']} examples", "",
               f"Sign accuracy (negative < -0.1 <= neutral < 0.1 <= positive, on true and predicted scores): "
