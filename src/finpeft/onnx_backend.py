@@ -192,11 +192,7 @@ MIN_AGREEMENT = {None: 0.99, "int8": 0.9}
 # tight and the padding short. FPB test, MiniLM, 2 cores: 16 rows 543 sentences/s (acc 0.8185), 32 523/s
 # (0.8152), 64 449/s (0.8094; torch 0.8144). An int8 graph therefore runs at most this many rows per call.
 INT8_BATCH = 16
-
-
-def _graph_nodes(path: Path):
-    import onnx
-    return onnx.load(str(path), load_external_data=False).graph.node  # argmax agreement with torch below which an export is refused
+  # argmax agreement with torch below which an export is refused
 
 
 def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize: str | None = None,
@@ -340,14 +336,13 @@ def _score_parity(info, df, model, tokenizer, onnx_dir, batch_size, name, split)
     """A regression export: agreement = the share of rows whose score lands in the same sign band (negative /
     neutral / positive) both ways, plus the largest score difference and each side's MSE."""
     from .batching import predict_outputs
-    from .data.regression import SIGN_BAND
+    from .data.regression import sign_band
     texts, t = df["text"].tolist(), info["target"]
     s_torch = predict_outputs(model, tokenizer, texts, info["max_length"], batch_size)[:, 0] * t["std"] + t["mean"]
     s_onnx = OnnxClassifier(onnx_dir).predict_outputs(texts, info["max_length"], batch_size)[:, 0] * t["std"] + t["mean"]
-    band = lambda v: np.sign(v) * (np.abs(v) >= SIGN_BAND)  # noqa: E731
     y = df["label"].to_numpy(dtype=float)
     return {"dataset": name, "split": split, "rows": len(texts),
-            "agreement": round(float((band(s_torch) == band(s_onnx)).mean()), 6) if len(texts) else 1.0,
+            "agreement": round(float((sign_band(s_torch) == sign_band(s_onnx)).mean()), 6) if len(texts) else 1.0,
             "max_abs_score_diff": float(np.abs(s_torch - s_onnx).max()) if len(texts) else 0.0,
             "torch_mse": round(float(np.mean((s_torch - y) ** 2)), 6), "onnx_mse": round(float(np.mean((s_onnx - y) ** 2)), 6)}
 
@@ -375,7 +370,8 @@ class OnnxClassifier:
         n = self.session.get_outputs()[0].shape[-1]
         self.n_labels = n if isinstance(n, int) else len(json.loads((onnx_dir / "run.json").read_text())["labels"])
         self.tokenizer = AutoTokenizer.from_pretrained(onnx_dir)
-        self.int8 = any(n.op_type in ("DynamicQuantizeLinear", "QAttention") for n in _graph_nodes(path))
+        meta = onnx_dir / "run.json"  # what the export wrote: no second read of the graph at start-up
+        self.int8 = meta.is_file() and (json.loads(meta.read_text()).get("onnx") or {}).get("quantize") == "int8"
 
     def predict_proba(self, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
         """(n, n_labels) float32 probabilities in input order; batches sorted by length, as predict.predict_proba."""

@@ -90,6 +90,11 @@ class Standardiser:
         return {"mean": self.mean, "std": self.std}
 
 
+def sign_band(v):
+    """-1 / 0 / 1: negative, neutral (|score| < SIGN_BAND) or positive."""
+    return np.sign(v) * (np.abs(v) >= SIGN_BAND)
+
+
 def regression_metrics(y: np.ndarray, pred: np.ndarray, train_mean: float | None = None) -> dict:
     """MSE, RMSE, MAE, R², Pearson, Spearman, the sign accuracy (negative / neutral / positive bands), and the
     baseline that always answers the training mean (the floor a model must clear: R² <= 0 is no better)."""
@@ -98,12 +103,11 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray, train_mean: float | None
     y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     mse = float(mean_squared_error(y, pred))
     constant = np.ptp(pred) == 0 or np.ptp(y) == 0
-    band = lambda v: np.sign(v) * (np.abs(v) >= SIGN_BAND)  # noqa: E731
     return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(mean_absolute_error(y, pred)),
             "r2": float(r2_score(y, pred)),
             "pearson": float("nan") if constant else float(pearsonr(y, pred)[0]),
             "spearman": float("nan") if constant else float(spearmanr(y, pred)[0]),
-            "sign_accuracy": float((band(y) == band(pred)).mean()), "n": int(len(y)),
+            "sign_accuracy": float((sign_band(y) == sign_band(pred)).mean()), "n": int(len(y)),
             "baseline": None if train_mean is None else
             {"predict": "the training mean", "value": float(train_mean),
              "mse": float(mean_squared_error(y, np.full_like(y, train_mean))),
