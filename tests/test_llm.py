@@ -307,3 +307,10 @@ def test_regression_task_is_generated_parsed_and_scored(smol_dir, tmp_path):
     m = json.loads(out.read_text())["metrics"]["fiqa-score"]
     assert m["n"] == 6 and 0 <= m["unparseable"] <= 6 and m["mse_all"] >= 0
     assert ("mse" in m) == (m["unparseable"] <= 4)  # scored on the parsed answers when two or more hold a number
+
+
+def test_llm_recipe_shorthands_are_the_llm_recipe_keys():
+    """`backbone=` is a top-level LLM key (the classifier's shorthand maps it to model.backbone, unknown here)."""
+    from finpeft.llm.train import load_llm_recipe
+    r = load_llm_recipe(None, ["backbone=some/hub-id", "method=dora", "epochs=2", "lr=1e-4"])
+    assert (r.backbone, r.method.name, r.train.epochs, r.train.lr) == ("some/hub-id", "dora", 2, 1e-4)

@@ -152,13 +152,13 @@ _SHORTHANDS = {"method": "method.name", "backbone": "model.backbone", "dataset":
                "data": "data.dataset", "epochs": "train.epochs", "lr": "train.lr"}
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
+def parse_override(item: str, shorthands: dict[str, str] | None = None) -> tuple[list[str], Any]:
     if "=" not in item:
         raise FinpeftError(f"override {item!r} is not key=value (e.g. train.epochs=3)"
                            + (f"; did you mean {item.strip()}=...? (write key=value, no space)"
                               if "." in item and " " not in item.strip() else ""))
     key, raw = item.split("=", 1)
-    key = _SHORTHANDS.get(key.strip(), key.strip())
+    key = (_SHORTHANDS if shorthands is None else shorthands).get(key.strip(), key.strip())
     if not key:
         raise FinpeftError(f"override {item!r} has an empty key")
     try:
@@ -168,9 +168,11 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(tree: dict, overrides: list[str]) -> dict:
+def apply_overrides(tree: dict, overrides: list[str], shorthands: dict[str, str] | None = None) -> dict:
+    """key=value overrides into a recipe tree; `shorthands` maps short keys to full ones (default: the classifier
+    recipe's, e.g. backbone -> model.backbone)."""
     for item in overrides:
-        path, value = parse_override(item)
+        path, value = parse_override(item, shorthands)
         node = tree
         for part in path[:-1]:
             child = node.setdefault(part, {})

@@ -71,10 +71,13 @@ class LLMRecipe(_Strict):
 
 
 
+# backbone is a top-level key here (model.backbone in the classifier recipe)
+LLM_SHORTHANDS = {"method": "method.name", "epochs": "train.epochs", "lr": "train.lr"}
+
+
 def load_llm_recipe(path: str | None = None, overrides: list[str] | None = None) -> LLMRecipe:
     tree = (read_yaml(path) or {}) if path else {}
-    tree = apply_overrides(tree, [o.replace("method=", "method.name=", 1) if o.startswith("method=") else o
-                                  for o in overrides or []])
+    tree = apply_overrides(tree, overrides or [], LLM_SHORTHANDS)
     try:
         recipe = LLMRecipe.model_validate(tree)
     except ValidationError as e:

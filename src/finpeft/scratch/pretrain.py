@@ -69,7 +69,7 @@ class ScratchRecipe(_Strict):
 def load_scratch_recipe(path: str | None, overrides: list[str]) -> ScratchRecipe:
     from ..recipe import apply_overrides, format_validation_error, read_yaml
     tree = (read_yaml(path) or {}) if path else {}
-    tree = apply_overrides(tree, overrides)
+    tree = apply_overrides(tree, overrides, {"epochs": "train.epochs", "lr": "train.lr"})
     try:
         r = ScratchRecipe.model_validate(tree)
     except ValidationError as e:
