@@ -85,7 +85,7 @@ def main() -> None:
     @functools.cache
     def score_sentiment(task_name, shots):
         """Raw and calibrated metrics from one scoring pass (calibration only adds the content-free prompts)."""
-        from finpeft.evaluate import classification_metrics
+        from finpeft.inference.evaluate import classification_metrics
         from finpeft.llm.train import calibrate_probs, score_task
         task, s, test = test_rows(task_name, a.eval_samples)
         tok, model = base()
@@ -124,7 +124,7 @@ def main() -> None:
     body = render(results, a, overrides, compare_dir)
     print(body)
     if a.publish:
-        from finpeft.runs import publish_block
+        from finpeft.core.runs import publish_block
         publish_block(Path(a.publish), "llm", body)
 
 
@@ -134,7 +134,7 @@ def _secs(result: dict) -> float:
 
 
 def render(results: dict, a, overrides: list[str], compare_dir: Path) -> str:
-    from finpeft.anchors import anchors_for
+    from finpeft.experiments.anchors import anchors_for
     lora = {k: v for k, v in results["lora"].items() if k != "seconds"}  # step() adds its timing
     info = {n: json.loads((compare_dir / n / "run.json").read_text()) for n in lora}
     cmd = ("FINPEFT_DATA_DIR=../shared/datasets python bench/bench_llm.py"

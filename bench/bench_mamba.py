@@ -57,10 +57,10 @@ def train(overrides: list[str], seed: int, workdir: Path, cache_dir: Path) -> di
 def encode_seconds(cache_dir: Path) -> float:
     """Wall time of the one-off encoding (train + valid sentence vectors) into an empty cache."""
     from transformers import AutoModel, AutoTokenizer
-    from finpeft import features as fc
-    from finpeft.backbones import resolve_backbone
+    from finpeft.models import features as fc
+    from finpeft.models.backbones import resolve_backbone
     from finpeft.data import load_dataset_splits
-    from finpeft.recipe import load_recipe
+    from finpeft.core.recipe import load_recipe
     data = load_dataset_splits(load_recipe(None, ["data=fpb"]).data)
     path = resolve_backbone("minilm-l6")
     tok, enc = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path)
@@ -72,9 +72,9 @@ def encode_seconds(cache_dir: Path) -> float:
 
 def full_rows_from_bench_train(seeds: list[int]) -> list[dict]:
     """bench_train.py ran `finpeft train` with the default (full fine-tune) recipe on the same split and seeds."""
-    from finpeft.backbones import resolve_backbone
+    from finpeft.models.backbones import resolve_backbone
     from finpeft.methods.common import count_parameters, load_classifier
-    from finpeft.recipe import ModelConfig
+    from finpeft.core.recipe import ModelConfig
     bt = json.loads((RESULTS.parent / "bench_train.json").read_text())
     assert bt["args"]["seeds"] == seeds, "bench_train.json was run with other seeds"
     params = count_parameters(load_classifier(resolve_backbone("minilm-l6"), ["negative", "neutral", "positive"],
@@ -136,7 +136,7 @@ def render(res: dict, seeds: list[int]) -> str:
 def write_doc(res: dict, seeds: list[int]) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2))
-    from finpeft.runs import publish_block
+    from finpeft.core.runs import publish_block
     block = render(res, seeds)
     publish_block(DOC, "bench_mamba", block[len(START):-len(END)])
 

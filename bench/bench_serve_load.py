@@ -138,7 +138,7 @@ def main() -> None:
     block = "\n".join(lines + [END])
     print(block)
     if not args.no_publish:
-        from finpeft.runs import publish_block
+        from finpeft.core.runs import publish_block
         publish_block(DOC, "serve_load", "\n".join(lines[1:]))
 
 

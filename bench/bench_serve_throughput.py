@@ -30,7 +30,7 @@ DEFAULT_RUNS = [ROOT / "runs/accuracy-fpb/default/minilm-l6-s42",
 
 def fpb_test(rows: int | None):
     from finpeft.data import load_dataset_splits
-    from finpeft.recipe import validate_recipe
+    from finpeft.core.recipe import validate_recipe
     test = load_dataset_splits(validate_recipe({"data": {"dataset": "fpb"}}).data).test
     return test.iloc[:rows] if rows else test
 
@@ -62,9 +62,9 @@ def lora_backends(run: Path, batch_size: int, finpeft_proba) -> dict:
     """A LoRA run two ways: the PeftModel as peft loads it (adapter applied in every forward) and merged."""
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from finpeft.artifacts import read_run_info
-    from finpeft.backbones import resolve_backbone
-    from finpeft.batching import predict_proba
+    from finpeft.inference.artifacts import read_run_info
+    from finpeft.models.backbones import resolve_backbone
+    from finpeft.data.batching import predict_proba
     info = read_run_info(run)
     labels = info["labels"]
     tok = AutoTokenizer.from_pretrained(run / "model")
@@ -90,9 +90,9 @@ def main() -> None:
         ap.error("no run dir given and none of the default runs exists")
     import torch
     import finpeft
-    from finpeft.onnx_backend import INT8_BATCH, export_onnx
-    from finpeft.predict import read_run_info
-    from finpeft.runs import publish_block, write_atomic
+    from finpeft.inference.onnx import INT8_BATCH, export_onnx
+    from finpeft.inference.predictor import read_run_info
+    from finpeft.core.runs import publish_block, write_atomic
     from sklearn.metrics import f1_score
 
     run = args.run.resolve()

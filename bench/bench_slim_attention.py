@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure(model, ids, new_tokens: int) -> dict:
-    from finpeft.scratch.slim_attention import cache_bytes
+    from finpeft.models.slim_attention import cache_bytes
     kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1,
               return_dict_in_generate=True, output_scores=True)
     model.generate(input_ids=ids[:, :8], max_new_tokens=4)  # warm-up
@@ -35,8 +35,8 @@ def measure(model, ids, new_tokens: int) -> dict:
 
 def run(size: str, a) -> dict:
     from transformers import T5ForConditionalGeneration
-    from finpeft.scratch import slim_attention
-    from finpeft.scratch.models import t5_config
+    from finpeft.models import slim_attention
+    from finpeft.models.scratch_sizes import t5_config
     torch.manual_seed(0)
     if a.model:
         model = T5ForConditionalGeneration.from_pretrained(a.model, dtype=torch.float32).eval()
@@ -95,7 +95,7 @@ def main() -> None:
     text = render(rows, a)
     print(text)
     if a.publish:
-        from finpeft.runs import publish_block
+        from finpeft.core.runs import publish_block
         publish_block(a.publish, "slim_attention", text)
 
 

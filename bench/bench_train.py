@@ -101,7 +101,7 @@ def main() -> None:
               "", "Per seed: " + "; ".join(
                   f"{n.split(' (')[0]} s{s}: acc {r['accuracy']:.4f}, {r['train_samples_per_second']:.1f}/s"
                   for n, rs in rows.items() for s, r in zip(args.seeds, rs)), END]
-    from finpeft.runs import publish_block
+    from finpeft.core.runs import publish_block
     block = publish_block(DOC, "bench_train", "\n".join(lines[1:-1]))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)

@@ -66,7 +66,7 @@ def main() -> None:
     if args.publish:
         import sys
         sys.path.insert(0, str(ROOT / "src"))
-        from finpeft.runs import publish_block
+        from finpeft.core.runs import publish_block
         publish_block(args.publish, "mpnet_study_table", body)
 
 

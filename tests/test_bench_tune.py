@@ -13,7 +13,7 @@ from test_cli import assert_clean_error, finpeft
 from finpeft.data import load_dataset_splits
 from finpeft.data.doctor import normalise_text
 from finpeft.errors import FinpeftError
-from finpeft.recipe import load_recipe
+from finpeft.core.recipe import load_recipe
 
 
 def _grid(tmp_path, **extra):
@@ -26,7 +26,7 @@ def _grid(tmp_path, **extra):
 
 
 def test_bench_grid_leaderboard_and_resume(tmp_path):
-    from finpeft.leaderboard import run_grid
+    from finpeft.experiments.bench import run_grid
     out, lines = tmp_path / "lb", []
     run_grid(_grid(tmp_path), out, echo=lines.append)
     assert len(lines) == 4 and all("accuracy" in l for l in lines), lines
@@ -48,7 +48,7 @@ def test_bench_grid_leaderboard_and_resume(tmp_path):
     assert len(lines) == 1 and "head | minilm-l6 | seed 43" in lines[0], lines
     assert json.loads((out / "fpb/head/minilm-l6-s42/metrics.json").read_text())["date"] == first["date"]
     assert len(pd.read_csv(out / "leaderboard.csv").query("status == 'done'")) == 4
-    from finpeft.leaderboard import publish
+    from finpeft.experiments.bench import publish
     doc = tmp_path / "docs" / "benchmarks.md"
     doc.parent.mkdir()
     doc.write_text("# Benchmarks\n\n<!-- leaderboard:start -->\nold\n<!-- leaderboard:end -->\n\n## After\n")
@@ -66,7 +66,7 @@ def test_bench_grid_leaderboard_and_resume(tmp_path):
 
 
 def test_bench_failed_cell_is_recorded_and_grid_goes_on(tmp_path):
-    from finpeft.leaderboard import run_grid
+    from finpeft.experiments.bench import run_grid
     out, lines = tmp_path / "lb", []
     grid = _grid(tmp_path, datasets=[str(tmp_path / "missing.csv"), "fpb"], seeds=[42], methods=["head"])
     run_grid(grid, out, echo=lines.append)
@@ -98,7 +98,7 @@ def _tune_recipe(tmp_path):
 
 
 def test_tune_runs_resumes_an_interrupted_study_and_writes_best_recipe(tmp_path):
-    from finpeft.tune import tune
+    from finpeft.experiments.tune import tune
     out, lines = tmp_path / "study", []
     tune(str(_tune_recipe(tmp_path)), TINY, 2, out, echo=lines.append)
     storage = f"sqlite:///{out / 'study.db'}"
@@ -125,7 +125,7 @@ def test_tune_runs_resumes_an_interrupted_study_and_writes_best_recipe(tmp_path)
 def test_prune_callback_stops_a_trial_below_the_median():
     from types import SimpleNamespace
 
-    from finpeft.tune import _PruneOnValid
+    from finpeft.experiments.tune import _PruneOnValid
     study = optuna.create_study(direction="maximize",
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
     for v in (0.8, 0.7):
@@ -173,13 +173,13 @@ REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "bench" / "grids").glob("*.yaml")))
 def test_shipped_grids_validate(path):
-    from finpeft.leaderboard import cells, load_grid
+    from finpeft.experiments.bench import cells, load_grid
     grid = load_grid(REPO / path)
     assert len(cells(grid)) == len(grid.datasets) * len(grid.methods) * len(grid.backbones) * len(grid.seeds)
 
 
 def test_cell_is_labelled_with_the_backbone_its_method_entry_sets(tmp_path):
-    from finpeft.leaderboard import cells, load_grid
+    from finpeft.experiments.bench import cells, load_grid
     grid = load_grid(_grid(tmp_path, methods=["head", {"name": "head on a dir", "overrides": [
         "method=head", f"model.backbone={tmp_path / 'my-encoder'}"]}]))
     labels = {c["method"]: (c["backbone"], str(c["dir"])) for c in cells(grid) if c["seed"] == 42}
@@ -199,7 +199,6 @@ def test_shipped_recipes_validate(path):
 
 
 def test_bench_stopped_with_sigterm_stops_its_running_cell(tmp_path):
-    import os
     import signal
     import subprocess
     import sys
@@ -223,7 +222,7 @@ def test_bench_stopped_with_sigterm_stops_its_running_cell(tmp_path):
 
 
 def test_bench_says_when_a_cell_starts_and_how_it_runs(tmp_path):
-    from finpeft.leaderboard import run_grid
+    from finpeft.experiments.bench import run_grid
     lines, progress = [], []
     run_grid(_grid(tmp_path, seeds=[42], methods=["head"]), tmp_path / "lb", echo=lines.append,
              progress=progress.append, every=0.5)

@@ -6,7 +6,7 @@ import pytest
 from finpeft.data import load_dataset_splits, load_raw
 from finpeft.data.doctor import check
 from finpeft.errors import FinpeftError
-from finpeft.recipe import DataConfig
+from finpeft.core.recipe import DataConfig
 
 
 def splits(**kw):

@@ -11,7 +11,7 @@ from conftest import TINY
 from test_cli import assert_clean_error, finpeft
 
 import finpeft as fp
-from finpeft.distill import distill_loss
+from finpeft.training.distill import distill_loss
 
 HEAD = [*TINY, "method=head", "train.lr=1e-2"]
 TEXTS = ["Operating profit rose 12% to EUR 4.1 mn.", "The company cut 300 jobs after sales fell.",
@@ -69,9 +69,9 @@ def test_distill_loss_limits():
 def test_distillation_follows_the_teacher(monkeypatch, tmp_path):
     """A teacher that says 'positive' for every row, alpha=1: the student learns to say it too (gold labels,
     mostly neutral, would teach otherwise)."""
-    import finpeft.distill as d
+    import finpeft.training.distill as d
 
-    def always_positive(teacher_dir, texts, labels):
+    def always_positive(teacher_dir, texts, labels, load_teacher):
         probs = np.full((len(texts), len(labels)), 0.01, dtype=np.float32)
         probs[:, labels.index("positive")] = 0.98
         return probs, False
@@ -83,6 +83,16 @@ def test_distillation_follows_the_teacher(monkeypatch, tmp_path):
     cm = np.array(m["confusion_matrix"])  # rows gold, columns predicted, over the 48 test rows
     labels = json.loads((run / "run.json").read_text())["labels"]
     assert cm[:, labels.index("positive")].sum() / cm.sum() > 0.9
+
+
+def test_training_below_inference_is_handed_its_teacher_loader(head_runs):
+    """training.classifier sits below inference: the API passes the Predictor in; a direct call without it is
+    one clear error before anything loads."""
+    from finpeft.core.recipe import load_recipe
+    from finpeft.errors import FinpeftError
+    from finpeft.training.classifier import train
+    with pytest.raises(FinpeftError, match="load_teacher"):
+        train(load_recipe(None, [*TINY, f"train.distill_from={head_runs[0]}"]))
 
 
 def test_distillation_from_a_saved_run_into_lora(head_runs, tmp_path):
@@ -108,7 +118,7 @@ def test_gold_mask_keeps_unlabelled_rows_out_of_the_hard_loss():
 def test_transfer_texts_leave_out_every_benchmark_text(data_dir):
     from finpeft.data.doctor import normalise_text
     from finpeft.data.load import load_raw
-    from finpeft.distill import transfer_texts
+    from finpeft.training.distill import transfer_texts
     texts, stats = transfer_texts("fin-news", [], 500, seed=1)
     assert len(texts) == 500 and stats["used"] == 500 and stats["excluded"]["tfns"] > 0
     held = {normalise_text(t) for name in ("fpb", "tfns", "fiqa-sa") for f in load_raw(name).frames.values()

@@ -17,7 +17,7 @@ TEXTS = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "The company c
 
 @pytest.fixture(scope="module")
 def full_onnx(full_run, tmp_path_factory):
-    from finpeft.onnx_backend import export_onnx
+    from finpeft.inference.onnx import export_onnx
     # Not the default RUN/onnx: full_run is shared, and test_serve checks that it has no export.
     return export_onnx(full_run, tmp_path_factory.mktemp("export") / "fp32", parity_rows=64)
 
@@ -48,7 +48,7 @@ def test_fp32_export_matches_torch(full_run, full_onnx):
 
 
 def test_int8_is_smaller_and_agrees(full_run, full_onnx, tmp_path):
-    from finpeft.onnx_backend import export_onnx
+    from finpeft.inference.onnx import export_onnx
     out = export_onnx(full_run, tmp_path / "int8", quantize="int8", parity_rows=64)
     ratio = (full_onnx / "model.onnx").stat().st_size / (out / "model.onnx").stat().st_size
     assert ratio > 2, ratio
@@ -65,7 +65,7 @@ def _ops(export_dir) -> dict:
 
 
 def test_lora_exports_merged(lora_run):
-    from finpeft.onnx_backend import export_onnx
+    from finpeft.inference.onnx import export_onnx
     out = export_onnx(lora_run, parity_rows=64)  # compared with the unmerged PeftModel
     assert out == lora_run / "onnx"
     par = json.loads((out / "run.json").read_text())["onnx"]["parity"]
@@ -77,7 +77,7 @@ def test_lora_exports_merged(lora_run):
 def test_frozen_encoder_head_exports(tmp_path):
     """mamba-adapter: frozen encoder + adapter head (nn.RMSNorm, the one-step Mamba2 mixer) in one graph."""
     from finpeft import train
-    from finpeft.onnx_backend import export_onnx
+    from finpeft.inference.onnx import export_onnx
     run = train(None, TINY + ["method=mamba-adapter", "method.num_adapter_layers=2", "train.max_steps=2"],
                 output=tmp_path / "run")
     par = json.loads((export_onnx(run, parity_rows=32) / "run.json").read_text())["onnx"]["parity"]
@@ -86,7 +86,7 @@ def test_frozen_encoder_head_exports(tmp_path):
 
 def test_export_refused_under_min_agreement(full_run, tmp_path):
     from finpeft.errors import FinpeftError
-    from finpeft.onnx_backend import export_onnx
+    from finpeft.inference.onnx import export_onnx
     with pytest.raises(FinpeftError, match="agrees with torch"):
         export_onnx(full_run, tmp_path / "strict", quantize="int8", parity_rows=32, min_agreement=1.01)
     assert not list(tmp_path.iterdir())  # nothing written, no temp folder left
@@ -94,7 +94,7 @@ def test_export_refused_under_min_agreement(full_run, tmp_path):
 
 def test_bad_input_is_a_finpeft_error(full_run, full_onnx, tmp_path):
     from finpeft.errors import FinpeftError
-    from finpeft.onnx_backend import export_onnx
+    from finpeft.inference.onnx import export_onnx
     with pytest.raises(FinpeftError, match="not a finpeft run dir"):
         export_onnx(tmp_path)
     with pytest.raises(FinpeftError, match="already an ONNX export"):

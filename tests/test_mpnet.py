@@ -25,7 +25,7 @@ def _split_zip(tmp_path, files: dict[str, bytes], parts: int = 3):
 
 def test_split_zip_is_joined_in_order_checked_and_extracted_once(tmp_path):
     import hashlib
-    from finpeft.zipped_model import extract_split_zip
+    from finpeft.models.zipped import extract_split_zip
     weights = b"\x00\x01" * 5000
     parts = _split_zip(tmp_path, {"top/config.json": b"{}", "top/model.safetensors": weights,
                                   "top/1_Pooling/config.json": b"{}", "top/desktop.ini": b"junk"})
@@ -43,7 +43,7 @@ def test_split_zip_is_joined_in_order_checked_and_extracted_once(tmp_path):
 
 
 def test_missing_part_is_one_clear_error(monkeypatch, tmp_path):
-    from finpeft import backbones
+    from finpeft.models import backbones
     monkeypatch.setenv("FINPEFT_MODEL_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     b = backbones.REGISTRY["mpnet-base"]
@@ -57,7 +57,7 @@ def test_missing_part_is_one_clear_error(monkeypatch, tmp_path):
 def test_mpnet_resolves_offline_and_trains_a_few_steps(tmp_path):
     from pathlib import Path
     from finpeft import load, train
-    from finpeft.backbones import resolve_backbone
+    from finpeft.models.backbones import resolve_backbone
     path = Path(resolve_backbone("mpnet-base"))
     cfg = json.loads((path / "config.json").read_text())
     assert cfg["model_type"] == "mpnet" and cfg["hidden_size"] == 768 and cfg["num_hidden_layers"] == 12
@@ -72,7 +72,7 @@ def test_mpnet_resolves_offline_and_trains_a_few_steps(tmp_path):
 
 
 def test_frozen_methods_use_mean_pooling_for_mpnet():
-    from finpeft.backbones import resolve_backbone
+    from finpeft.models.backbones import resolve_backbone
     from finpeft.methods.frozen import FrozenOptions, resolve_sentence_vector
     opts = resolve_sentence_vector(FrozenOptions(), resolve_backbone("mpnet-base"))
     assert opts.sentence_vector == "mean"

@@ -24,8 +24,8 @@ def test_method_trains_saves_and_reloads(method, extra, max_share, tmp_path):
     p = load(out).predict_proba(texts)
     assert p.shape == (2, 3) and np.allclose(p.sum(1), 1, atol=1e-5)
     # the reloaded model scores the test split exactly as the trained one did
-    from finpeft.evaluate import evaluate_run
-    from finpeft.recipe import load_recipe
+    from finpeft.inference.evaluate import evaluate_run
+    from finpeft.core.recipe import load_recipe
     _, again = evaluate_run(out, load_recipe(out / "recipe.yaml").data)
     assert again["accuracy"] == pytest.approx(m["accuracy"], abs=1e-9)
 

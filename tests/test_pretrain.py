@@ -7,10 +7,10 @@ from safetensors.torch import load_file
 
 from conftest import TINY
 
-from finpeft.backbones import resolve_backbone
+from finpeft.models.backbones import resolve_backbone
 from finpeft.data.doctor import normalise_text
 from finpeft.data.load import load_raw
-from finpeft.pretrain import corpus_texts, pretrain_mlm
+from finpeft.training.mlm import corpus_texts, pretrain_mlm
 
 
 def test_corpus_drops_texts_of_labelled_datasets():
@@ -43,7 +43,7 @@ def test_pretrain_writes_a_backbone_that_trains(tmp_path):
 
 def test_sparse_mlm_loss_equals_the_models_own_loss():
     from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
-    from finpeft.pretrain import _sparse_mlm_loss
+    from finpeft.training.mlm import _sparse_mlm_loss
     path = resolve_backbone("minilm-l6")
     tok, model = AutoTokenizer.from_pretrained(path), AutoModelForMaskedLM.from_pretrained(path).eval()
     texts = [t for t in load_raw("fin-news").frames["all"]["text"][:16]]

@@ -1,7 +1,7 @@
 import pytest
 
 from finpeft.errors import FinpeftError
-from finpeft.recipe import load_recipe
+from finpeft.core.recipe import load_recipe
 
 
 def test_defaults_are_minilm_fpb_full():

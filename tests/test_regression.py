@@ -17,7 +17,7 @@ SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets
 
 def test_fiqa_score_split_keeps_the_finlora_test_texts_in_test():
     from finpeft.data import load_dataset_splits
-    from finpeft.recipe import validate_recipe
+    from finpeft.core.recipe import validate_recipe
     data = load_dataset_splits(validate_recipe({"data": {"dataset": "fiqa-sa-score"}}).data)
     allrows = pd.read_csv(SHARED, dtype=str, keep_default_na=False)
     finlora = set(allrows.loc[allrows["in_finlora_test"] == "yes", "text"])
@@ -106,9 +106,9 @@ def test_regression_run_predicts_scores(score_run, tmp_path):
 
 def test_regression_run_evaluates_and_serves(score_run):
     from fastapi.testclient import TestClient
-    from finpeft.evaluate import evaluate_run
-    from finpeft.recipe import validate_recipe
-    from finpeft.serve import create_app
+    from finpeft.inference.evaluate import evaluate_run
+    from finpeft.core.recipe import validate_recipe
+    from finpeft.inference.serve import create_app
     out, m = evaluate_run(score_run, validate_recipe({"data": {"dataset": "fiqa-sa-score",
                                                                 "max_eval_samples": 120}}).data)
     trained = json.loads((score_run / "metrics.json").read_text())
@@ -127,7 +127,7 @@ def test_regression_run_evaluates_and_serves(score_run):
 def test_regression_run_exports_to_onnx(score_run, tmp_path):
     pytest.importorskip("onnxruntime")
     import finpeft
-    from finpeft.onnx_backend import export_onnx
+    from finpeft.inference.onnx import export_onnx
     out = export_onnx(score_run, tmp_path / "onnx", parity_rows=48)
     par = json.loads((out / "run.json").read_text())["onnx"]["parity"]
     assert par["agreement"] == 1.0 and par["max_abs_score_diff"] < 1e-3, par
@@ -156,7 +156,7 @@ def test_classification_only_methods_refuse_regression(tmp_path):
 
 def test_bench_reports_a_regression_leaderboard(tmp_path):
     import yaml
-    from finpeft.leaderboard import run_grid
+    from finpeft.experiments.bench import run_grid
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump({"overrides": [*TINY, *SCORE, "data.max_train_samples=200", "train.lr=1e-3"],
                                     "datasets": ["fiqa-sa-score"], "seeds": [42, 43], "methods": ["head"]}))
@@ -171,9 +171,9 @@ def test_bench_reports_a_regression_leaderboard(tmp_path):
 
 
 def test_tune_and_ablate_say_they_do_not_cover_regression():
-    from finpeft.ablate import ablate
+    from finpeft.experiments.ablate import ablate
     from finpeft.errors import FinpeftError
-    from finpeft.tune import tune
+    from finpeft.experiments.tune import tune
     with pytest.raises(FinpeftError, match="regression recipe is not supported yet"):
         tune(None, ["data=fiqa-sa-score", "search={train.lr: {type: float, low: 1.0e-5, high: 1.0e-3}}"], 2)
     with pytest.raises(FinpeftError, match="regression recipe is not supported yet"):

@@ -5,25 +5,25 @@ import unicodedata
 import numpy as np
 import pytest
 
-from finpeft.scratch.span_corruption import (CausalCollator, SpanCorruptionCollator, corrupt, expanded_length, pack,
+from finpeft.training.span_corruption import (CausalCollator, SpanCorruptionCollator, corrupt, expanded_length, pack,
                                              random_spans_noise_mask)
 
 
 @pytest.fixture(scope="module")
 def corpus(data_dir):
-    from finpeft.pretrain import corpus_texts
+    from finpeft.training.mlm import corpus_texts
     texts, _ = corpus_texts("fin-news", [])
     return texts[::20][:2000]  # news headlines from all three sources
 
 
 @pytest.fixture(scope="module")
 def tok(corpus):
-    from finpeft.scratch.tokenizer import train_tokenizer
+    from finpeft.training.tokenizer import train_tokenizer
     return train_tokenizer(corpus, vocab_size=2000)
 
 
 def test_tokenizer_specials_and_round_trip(tok, corpus):
-    from finpeft.scratch.tokenizer import sentinel_ids
+    from finpeft.training.tokenizer import sentinel_ids
     assert (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (0, 1, 2)
     sent = sentinel_ids(tok)
     assert len(sent) == 100 and sent[0] == tok.convert_tokens_to_ids("<extra_id_0>") and len(set(sent)) == 100
@@ -34,7 +34,7 @@ def test_tokenizer_specials_and_round_trip(tok, corpus):
 
 
 def test_span_corruption_format_and_noise_density(tok, corpus):
-    from finpeft.scratch.tokenizer import sentinel_ids
+    from finpeft.training.tokenizer import sentinel_ids
     sent = sentinel_ids(tok)
     raw, target_len = expanded_length(128)
     chunks = pack(tok(corpus[:400])["input_ids"], raw, tok.eos_token_id)
@@ -70,7 +70,7 @@ def test_packing_pads_only_the_last_sequence(tok, corpus):
     batch = CausalCollator(tok.pad_token_id)([{"ids": c} for c in chunks[-3:]])
     pads = (batch["labels"] == -100).sum(1).tolist()
     assert pads[:2] == [0, 0] and pads[2] == 64 - len(chunks[-1])
-    from finpeft.scratch.tokenizer import sentinel_ids
+    from finpeft.training.tokenizer import sentinel_ids
     col = SpanCorruptionCollator(sentinel_ids(tok), tok.eos_token_id, tok.pad_token_id, seed=0)
     feats = [{"ids": c} for c in chunks[:4]]
     first, second = col(feats), col(feats)  # drawn again (next epoch): new spans
@@ -80,7 +80,7 @@ def test_packing_pads_only_the_last_sequence(tok, corpus):
 
 @pytest.mark.parametrize("objective", ["span", "clm"])
 def test_a_few_pretraining_steps_reduce_held_out_loss(objective, data_dir, tmp_path):
-    from finpeft.scratch.pretrain import load_scratch_recipe, pretrain_scratch
+    from finpeft.training.scratch import load_scratch_recipe, pretrain_scratch
     recipe = load_scratch_recipe(None, [f"objective={objective}", "max_texts=800", "vocab_size=1000", "max_length=48",
                                         "train.max_steps=40", "train.batch_size=8", "train.eval_steps=20",
                                         "train.save_steps=20", "train.logging_steps=10",
@@ -98,7 +98,7 @@ def test_a_few_pretraining_steps_reduce_held_out_loss(objective, data_dir, tmp_p
 
 def test_interrupted_pretraining_resumes_from_its_checkpoint(data_dir, tmp_path, monkeypatch):
     from transformers import TrainerCallback
-    import finpeft.scratch.pretrain as sp
+    import finpeft.training.scratch as sp
     from finpeft.errors import FinpeftError
     recipe = sp.load_scratch_recipe(None, ["max_texts=400", "vocab_size=800", "max_length=32", "train.max_steps=24",
                                            "train.batch_size=4", "train.save_steps=10", "train.eval_steps=100"])
@@ -127,7 +127,7 @@ def test_zero_steps_is_the_random_init_baseline_with_a_given_tokenizer(data_dir,
     """train.max_steps=0 + tokenizer=DIR: the same tokenizer, the model left at its (seeded) initial weights."""
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-    import finpeft.scratch.pretrain as sp
+    import finpeft.training.scratch as sp
     common = ["max_texts=300", "vocab_size=800", "max_length=32", "train.batch_size=4", "train.eval_steps=100"]
     trained = sp.pretrain_scratch(sp.load_scratch_recipe(None, [*common, "train.max_steps=6"]), tmp_path / "a")
     rand = sp.pretrain_scratch(sp.load_scratch_recipe(None, [*common, "train.max_steps=0", f"tokenizer={trained}"]),
@@ -142,7 +142,7 @@ def test_zero_steps_is_the_random_init_baseline_with_a_given_tokenizer(data_dir,
 @pytest.fixture(scope="module")
 def scratch_models(data_dir, tmp_path_factory):
     """A tiny T5 and a tiny Mamba2 pretrained for a few steps on the corpus."""
-    from finpeft.scratch.pretrain import load_scratch_recipe, pretrain_scratch
+    from finpeft.training.scratch import load_scratch_recipe, pretrain_scratch
     root = tmp_path_factory.mktemp("scratch")
     common = ["max_texts=600", "vocab_size=1000", "max_length=48", "train.max_steps=10", "train.batch_size=8",
               "train.eval_steps=100", "train.save_steps=100"]
@@ -177,7 +177,7 @@ def test_scratch_backbones_fine_tune_and_predict(method, arch, lora, scratch_mod
 def test_t5_text_decoding_only_emits_label_words(scratch_models, fpb_rows):
     from transformers import AutoTokenizer
     from finpeft.methods import t5_text
-    from finpeft.recipe import ModelConfig
+    from finpeft.core.recipe import ModelConfig
     labels = ["negative", "neutral", "positive"]
     model = t5_text.build(str(scratch_models["t5"]), labels, t5_text.Options(), ModelConfig())
     tok = AutoTokenizer.from_pretrained(scratch_models["t5"])
@@ -205,7 +205,7 @@ def test_scratch_method_on_a_wrong_backbone_is_a_one_line_error(data_dir, tmp_pa
 def _tiny_t5():
     import torch
     from transformers import T5ForConditionalGeneration
-    from finpeft.scratch.models import t5_config
+    from finpeft.models.scratch_sizes import t5_config
     torch.manual_seed(0)
     return T5ForConditionalGeneration(t5_config("tiny", 500, 0, 1)).eval()
 
@@ -215,7 +215,7 @@ def test_slim_attention_equals_standard_attention_and_halves_the_self_attention_
     uncached standard forward; the self-attention cache holds half the bytes."""
     import torch
     from transformers import DynamicCache, EncoderDecoderCache
-    from finpeft.scratch import slim_attention
+    from finpeft.models import slim_attention
     model = _tiny_t5()
     x = torch.randint(3, 500, (3, 20))
     mask = torch.ones_like(x)
@@ -249,8 +249,8 @@ def test_slim_attention_generate_matches_and_t5_text_option(scratch_models, fpb_
     import torch
     from transformers import AutoTokenizer
     from finpeft.methods import t5_text
-    from finpeft.recipe import ModelConfig
-    from finpeft.scratch import slim_attention
+    from finpeft.core.recipe import ModelConfig
+    from finpeft.models import slim_attention
     model = _tiny_t5()
     x = torch.randint(3, 500, (2, 16))
     kw = dict(max_new_tokens=12, do_sample=False, return_dict_in_generate=True, output_scores=True)
@@ -274,7 +274,7 @@ def test_t5_from_scratch_is_tied_as_documented():
     d_model^-0.5 (as the original, tied T5) and keeps T5's std-1 embeddings; a transformers that changes any of
     these must fail here, not silently change the model."""
     from transformers import T5ForConditionalGeneration
-    from finpeft.scratch.models import t5_config
+    from finpeft.models.scratch_sizes import t5_config
     model = T5ForConditionalGeneration(t5_config("tiny", 500, 0, 1))
     assert model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr()
     assert model.config.tie_word_embeddings is True and model.config.scale_decoder_outputs is True
@@ -289,10 +289,10 @@ def test_encoder_usage_gap_is_recorded_and_flags_a_decoder_that_ignores_its_enco
     import pandas as pd
     import torch
     from transformers import T5ForConditionalGeneration
-    from finpeft.scratch.encoder_usage import MIN_GAP, encoder_usage, usage_line
-    from finpeft.scratch.pretrain import load_scratch_recipe, pretrain_scratch
-    from finpeft.scratch.span_corruption import corrupt
-    from finpeft.scratch.tokenizer import load_tokenizer, sentinel_ids
+    from finpeft.training.encoder_usage import MIN_GAP, encoder_usage, usage_line
+    from finpeft.training.scratch import load_scratch_recipe, pretrain_scratch
+    from finpeft.training.span_corruption import corrupt
+    from finpeft.training.tokenizer import load_tokenizer, sentinel_ids
     common = ["objective=span", "max_texts=600", "vocab_size=1000", "max_length=48", "train.batch_size=16",
               "train.eval_steps=1000", "train.save_steps=1000"]
     run = pretrain_scratch(load_scratch_recipe(None, [*common, "train.max_steps=8"]), tmp_path / "run")

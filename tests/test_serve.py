@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from finpeft.serve import MicroBatcher, ServeSettings, create_app, resolve_model_dir  # noqa: E402
+from finpeft.inference.serve import MicroBatcher, ServeSettings, create_app, resolve_model_dir  # noqa: E402
 
 KEY = {"x-api-key": "s3cret"}
 
@@ -101,7 +101,7 @@ def test_readyz_until_loaded(full_run):
 
     def slow_loader(model_dir):
         gate.wait(30)
-        from finpeft.predict import Predictor
+        from finpeft.inference.predictor import Predictor
         return Predictor(model_dir)
 
     with TestClient(create_app(full_run, loader=slow_loader)) as c:
@@ -239,7 +239,7 @@ def test_web_page_in_headless_chromium(full_run):
 
 def test_serves_an_onnx_export(full_run, tmp_path):
     pytest.importorskip("onnxruntime")
-    from finpeft.onnx_backend import export_onnx
+    from finpeft.inference.onnx import export_onnx
     exported = export_onnx(full_run, tmp_path / "onnx")
     assert resolve_model_dir(exported, "onnx") == exported
     texts = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "Sales fell 20%."]

@@ -49,8 +49,8 @@ def test_predict_api_and_transformers_pipeline_agree(full_run):
 
 
 def test_evaluate_cross_dataset(full_run):
-    from finpeft.evaluate import evaluate_run
-    from finpeft.recipe import DataConfig
+    from finpeft.inference.evaluate import evaluate_run
+    from finpeft.core.recipe import DataConfig
     out, m = evaluate_run(full_run, DataConfig(dataset="fiqa-sa"))
     assert m["n"] == 235 and (out / "report.md").is_file() and m["dataset"] == "fiqa-sa"
     with pytest.raises(FinpeftError, match="not among the model's labels"):
@@ -62,8 +62,8 @@ def test_evaluate_cross_dataset(full_run):
 def test_evaluate_own_data_reproduces_training_metrics(full_run):
     """`finpeft evaluate RUN` re-derives the run's test split from its saved recipe: same rows, same scores."""
     import yaml
-    from finpeft.evaluate import evaluate_run
-    from finpeft.recipe import validate_recipe
+    from finpeft.inference.evaluate import evaluate_run
+    from finpeft.core.recipe import validate_recipe
     cfg = validate_recipe(yaml.safe_load((full_run / "recipe.yaml").read_text())).data
     _, m = evaluate_run(full_run, cfg)
     trained = json.loads((full_run / "metrics.json").read_text())
@@ -143,7 +143,7 @@ def test_lora_saves_adapter_with_head(lora_run):
     classifier and pooler travel with the adapter, not a fresh random head)."""
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from finpeft.backbones import resolve_backbone
+    from finpeft.models.backbones import resolve_backbone
     adapter = lora_run / "model"
     assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
     cfg = json.loads((adapter / "adapter_config.json").read_text())
@@ -161,8 +161,8 @@ def test_lora_saves_adapter_with_head(lora_run):
 
 def test_head_method_freezes_encoder():
     from finpeft.methods import get_method, method_options
-    from finpeft.backbones import resolve_backbone
-    from finpeft.recipe import load_recipe
+    from finpeft.models.backbones import resolve_backbone
+    from finpeft.core.recipe import load_recipe
     r = load_recipe(None, ["method=head"])
     method = get_method("head")
     model = method.build(resolve_backbone("minilm-l6"), LABELS, method_options(method, r.method), r.model)
@@ -172,8 +172,8 @@ def test_head_method_freezes_encoder():
 
 def test_dora_builds_dora_layers():
     from finpeft.methods import get_method, method_options
-    from finpeft.backbones import resolve_backbone
-    from finpeft.recipe import load_recipe
+    from finpeft.models.backbones import resolve_backbone
+    from finpeft.core.recipe import load_recipe
     r = load_recipe(None, ["method=dora", "method.r=4"])
     method = get_method("dora")
     model = method.build(resolve_backbone("minilm-l6"), LABELS, method_options(method, r.method), r.model)
@@ -211,10 +211,10 @@ def test_interrupted_run_resumes_and_leaves_nothing_half_written(tmp_path):
 def test_layer_lr_decay_groups_and_training(tmp_path):
     from transformers import TrainerCallback
 
-    from finpeft.backbones import resolve_backbone
+    from finpeft.models.backbones import resolve_backbone
     from finpeft.methods.common import load_classifier
-    from finpeft.optim import layerwise_param_groups
-    from finpeft.recipe import ModelConfig
+    from finpeft.training.optim import layerwise_param_groups
+    from finpeft.core.recipe import ModelConfig
     model = load_classifier(resolve_backbone("minilm-l6"), ["negative", "neutral", "positive"], ModelConfig())
     groups = layerwise_param_groups(model, 1e-4, 0.01, 0.5)
     ids = [id(p) for g in groups for p in g["params"]]
@@ -235,8 +235,8 @@ def test_layer_lr_decay_groups_and_training(tmp_path):
             if not seen:
                 seen.extend(sorted({g["initial_lr"] for g in optimizer.param_groups}))
 
-    from finpeft.recipe import load_recipe
-    from finpeft.training import train as run_train
+    from finpeft.core.recipe import load_recipe
+    from finpeft.training.classifier import train as run_train
     run_train(load_recipe(None, TINY + ["train.layer_lr_decay=0.5", "train.lr=1e-4"]), output=tmp_path / "run",
               callbacks=[Peek()])
     assert seen[-1] == pytest.approx(1e-4) and seen[0] == pytest.approx(1e-4 * 0.5 ** 7) and len(seen) == 8

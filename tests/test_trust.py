@@ -122,7 +122,7 @@ def test_signed_integer_labels_are_flagged(tmp_path, data_dir):
 
 
 def test_majority_baseline_and_collapse_warning(full_run):
-    from finpeft.evaluate import classification_metrics, warnings_for
+    from finpeft.inference.evaluate import classification_metrics, warnings_for
     m = json.loads((full_run / "metrics.json").read_text())
     counts = {l: c["support"] for l, c in m["per_class"].items()}
     top = max(counts, key=counts.get)
@@ -159,6 +159,6 @@ def test_user_label_names_come_back_in_every_output(tmp_path, data_dir):
 
 
 def test_bench_names_file_datasets_by_their_name():
-    from finpeft.leaderboard import dataset_name
+    from finpeft.experiments.bench import dataset_name
     assert dataset_name("/tmp/tmpab12cd/my_tweets.csv") == "my_tweets"
     assert dataset_name("fpb") == "fpb" and dataset_name("data/splits/") == "splits"

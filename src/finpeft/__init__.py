@@ -1,19 +1,14 @@
-"""finpeft: fine-tune, evaluate and serve financial-text classifiers with parameter-efficient methods."""
-from .version import __version__
+"""finpeft: fine-tune, evaluate, compare and serve financial-text models with parameter-efficient methods.
 
+The Python API (finpeft.api; every CLI command calls one of these):
 
-def load(run_dir):
-    """Load a saved run for prediction: `finpeft.load("runs/x").predict(["Profit rose 5%"])`."""
-    from .predict import Predictor
-    return Predictor(run_dir)
+    import finpeft
+    run = finpeft.train("recipes/fpb.yaml", ["method=lora"])
+    finpeft.load(run).predict(["Operating profit rose to EUR 13.1 mn"])
+"""
+from finpeft.api import (ablate, bench, ensemble, evaluate, export, llm_evaluate, llm_predict, llm_train, load,
+                         pretrain, serve, train, tune)
+from finpeft.version import __version__
 
-
-def train(recipe=None, overrides=None, output=None, **kwargs):
-    """Train from a recipe path (or a Recipe) plus `key=value` overrides; returns the run dir."""
-    from .recipe import Recipe, load_recipe
-    from .training import train as _train
-    r = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides or [])
-    return _train(r, output=output, **kwargs)
-
-
-__all__ = ["__version__", "load", "train"]
+__all__ = ["__version__", "train", "load", "evaluate", "pretrain", "export", "serve", "ensemble", "bench", "tune",
+           "ablate", "llm_train", "llm_evaluate", "llm_predict"]

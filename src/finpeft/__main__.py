@@ -1,3 +1,3 @@
-from .cli import main
+from finpeft.cli import main
 
 main()

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .load import RawData
-from .text import normalise_label, normalise_text, stray_labels  # noqa: F401  (re-exported)
+from finpeft.data.load import RawData
+from finpeft.data.text import normalise_label, normalise_text, stray_labels  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -64,7 +64,7 @@ def check(raw: RawData, label_map: dict[str, str] | None = None, task: str | Non
         if norm_dups > 0:
             report.warnings.append(f"{split}: {norm_dups} more duplicate(s) after normalising case/URLs/punctuation")
         if regression and "label" in df:  # the same problems, in the same words, that training refuses
-            from .regression import parse_scores, score_problems
+            from finpeft.data.regression import parse_scores, score_problems
             frame = df.reset_index(drop=True)
             scores, bad = parse_scores(frame["label"])
             report.warnings += [f"{split}: {p}" for p in score_problems(scores, bad, frame["label"], raw.label_column,

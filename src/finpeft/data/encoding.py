@@ -10,7 +10,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import FinpeftError
+from finpeft.errors import FinpeftError
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 

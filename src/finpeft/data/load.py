@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from ..errors import FinpeftError
-from .catalog import CATALOG, CatalogEntry, data_dir, local_files
-from .splits import stratified as _stratified, subsample as _subsample
-from .text import LABEL_SYNONYMS, SIGNED_IDS, normalise_label, normalise_text, stray_labels  # noqa: F401
+from finpeft.errors import FinpeftError
+from finpeft.data.catalog import CATALOG, CatalogEntry, data_dir, local_files
+from finpeft.data.splits import stratified as _stratified, subsample as _subsample
+from finpeft.data.text import LABEL_SYNONYMS, SIGNED_IDS, normalise_label, normalise_text, stray_labels  # noqa: F401
 
 READERS = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None, ".parquet": None}
 SPLIT_NAMES = {"train": "train", "valid": "valid", "validation": "valid", "dev": "valid", "val": "valid",
@@ -65,7 +65,7 @@ def _cell_to_str(value) -> str:
 
 def read_table(path: Path, encoding: str = "auto") -> pd.DataFrame:
     """Read CSV / TSV / JSONL / Parquet as strings; every failure becomes one FinpeftError line."""
-    from .encoding import resolve_encoding
+    from finpeft.data.encoding import resolve_encoding
     path = Path(path)
     encoding = resolve_encoding(path, encoding)
     suffix = path.suffix.lower()
@@ -280,7 +280,7 @@ def _load_splits(cfg) -> DatasetSplits:
     if "all" in frames and len(frames["all"]) < 10:
         raise FinpeftError(f"{raw.name}: too small to split ({len(frames['all'])} rows; need at least 10)")
     if regression:
-        from .regression import regression_splits
+        from finpeft.data.regression import regression_splits
         splits = regression_splits(frames, raw.label_column, cfg, raw.name, cfg.score_range or raw.score_range, notes)
         return DatasetSplits(raw.name, raw.source, ["score"], *splits, notes=notes, task="regression")
     labels = cfg.labels or raw.labels

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import FinpeftError
+from finpeft.errors import FinpeftError
 
 SIGN_BAND = 0.1  # |score| < 0.1 counts as neutral for the sign accuracy (FinGPT/FinLoRA's 3-class FiQA rule)
 
@@ -117,7 +117,7 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray, train_mean: float | None
 def regression_splits(frames: dict[str, pd.DataFrame], column: str, cfg, name: str, score_range, notes: list[str]):
     """(train, valid, test) frames with float `label`s: the given splits, else seeded ones stratified on the
     score's sign bands with duplicate texts kept on one side (as classification's splits)."""
-    from .splits import stratified, subsample
+    from finpeft.data.splits import stratified, subsample
     frames = {s: checked_scores(f, name, s, column, score_range) for s, f in frames.items()}
     seed = cfg.split_seed
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from ..errors import FinpeftError
-from .text import normalise_text
+from finpeft.errors import FinpeftError
+from finpeft.data.text import normalise_text
 
 
 def stratified(df: pd.DataFrame, size: float | int, seed: int, what: str, name: str,

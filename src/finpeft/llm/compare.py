@@ -8,10 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from ..runs import write_atomic
-from .mixing import Mixing
-from .tasks import load_task
-from .train import LLMRecipe, train_llm
+from finpeft.core.runs import write_atomic
+from finpeft.llm.mixing import Mixing
+from finpeft.llm.tasks import load_task
+from finpeft.llm.train import LLMRecipe, train_llm
 
 
 

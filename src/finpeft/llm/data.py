@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import FinpeftError
-from .tasks import Task
+from finpeft.errors import FinpeftError
+from finpeft.llm.tasks import Task
 
 SPLIT_SEED = 42  # fixed like the classifier's data.split_seed: the training seed never moves the test set
 
@@ -59,8 +59,8 @@ def task_splits(task: Task, seed: int = SPLIT_SEED) -> TaskSplits:
 
 
 def _catalog_splits(task: Task, seed: int) -> TaskSplits:
-    from ..data import load_dataset_splits
-    from ..recipe import validate_recipe
+    from finpeft.data import load_dataset_splits
+    from finpeft.core.recipe import validate_recipe
     cfg = validate_recipe({"data": {"dataset": task.dataset, "text_column": task.text_column,
                                     "label_column": task.label_column}, "seed": seed}, f"task {task.name}").data
     data = load_dataset_splits(cfg)
@@ -72,8 +72,8 @@ def _catalog_splits(task: Task, seed: int) -> TaskSplits:
 
 
 def _read(task: Task, rel: str) -> pd.DataFrame:
-    from ..data.catalog import data_dir
-    from ..data.load import read_table
+    from finpeft.data.catalog import data_dir
+    from finpeft.data.load import read_table
     path = Path(rel).expanduser()
     if not path.is_absolute():
         root = data_dir()

@@ -19,7 +19,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, settings
     import torch
     settings = settings or GenerationSettings()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    from .tasks import fit_prompt
+    from finpeft.llm.tasks import fit_prompt
     encoded = [fit_prompt(tokenizer(p, add_special_tokens=False)["input_ids"], max_length - max_new_tokens)
                for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))

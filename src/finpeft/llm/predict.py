@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import FinpeftError
-from .generate import GenerationSettings
-from .tasks import Task, load_task
-from .train import evaluate_task, load_backbone, read_llm_run
+from finpeft.errors import FinpeftError
+from finpeft.llm.generate import GenerationSettings
+from finpeft.llm.tasks import Task, load_task
+from finpeft.llm.train import evaluate_task, load_backbone, read_llm_run
 
 
 class LLMPredictor:
@@ -76,3 +76,37 @@ class LLMPredictor:
 def _placeholder(task: Task) -> str:
     """evaluate_task scores against a reference; prediction has none, so any valid label (ignored)."""
     return next(iter(task.choices)) if task.choices else ""
+
+
+def predict_rows(run_dirs, texts=None, *, adapter: str | None = None, task: str | None = None, input=None,
+                 output=None, max_new_tokens: int | None = None) -> pd.DataFrame:
+    """`texts` (answered by `adapter`, default the first run's; 'base' = no adapter), or the rows of the `input`
+    file, whose optional `adapter` column picks the adapter per row (one batch per adapter, then back in input
+    order), written to `output` as CSV. Returns the answers."""
+    if (texts is None) == (input is None):
+        raise FinpeftError("give either --text (repeatable) or --input FILE --output FILE")
+    if input is not None and not output:
+        raise FinpeftError("--input needs --output")
+    if input is not None:
+        from finpeft.data.load import read_table
+        rows = read_table(input)
+    predictor = LLMPredictor(list(run_dirs))
+    chosen = adapter or predictor.adapters[0]
+    if input is not None and "adapter" not in rows:
+        rows = rows.assign(adapter=chosen)
+    names = set(rows["adapter"]) if input is not None else {chosen}
+    for a in names - {"base"}:
+        if a not in predictor.adapters:
+            raise FinpeftError(f"unknown adapter {a!r}: loaded {', '.join(predictor.adapters)} (or base)")
+    generation = GenerationSettings(max_new_tokens=max_new_tokens)
+    if texts is not None:
+        return predictor.predict(list(texts), None if chosen == "base" else chosen, task, generation=generation)
+    parts = []
+    for a in sorted(names):
+        mine = rows[rows["adapter"] == a]
+        parts.append(predictor.predict(mine.drop(columns=["adapter"]), None if a == "base" else a, task,
+                                       generation=generation).set_index(mine.index))
+    from finpeft.core.runs import write_atomic
+    result = pd.concat(parts).sort_index()
+    write_atomic(output, result.to_csv(index=False))
+    return result

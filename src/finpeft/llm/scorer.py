@@ -24,7 +24,7 @@ def choice_logprobs(model, tokenizer, prompts: list[str], choices: list[str], ba
     """(n, k) sum over each choice's tokens of log p(token | prompt, earlier choice tokens)."""
     choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
     longest = max(len(c) for c in choice_ids)
-    from .tasks import fit_prompt
+    from finpeft.llm.tasks import fit_prompt
     prompt_ids = [fit_prompt(tokenizer(p, add_special_tokens=False)["input_ids"], max_length - longest) for p in prompts]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     was_training = model.training

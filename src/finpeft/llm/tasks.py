@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import FinpeftError
+from finpeft.errors import FinpeftError
 
 IGNORE = -100  # label id the loss skips (transformers' convention)
 TEXT_METRICS = ("rouge", "exact_match", "token_f1", "regression")  # regression: a number is generated

@@ -11,7 +11,7 @@ from collections import Counter
 
 import numpy as np
 
-from ..errors import FinpeftError
+from finpeft.errors import FinpeftError
 
 
 def normalise_answer(s: str) -> str:
@@ -61,7 +61,7 @@ def number_metrics(predictions: list[str], references: list[str]) -> dict:
     """A regression task answered in words: the first number of each answer, scored by MSE / RMSE / MAE / R² /
     Pearson / Spearman / sign accuracy on the answers that hold one; answers without a number are counted
     (`unparseable`) and, in `mse_all`, scored as 0 (the neutral middle of a signed score)."""
-    from ..data.regression import regression_metrics
+    from finpeft.data.regression import regression_metrics
     parsed = [parse_number(p) for p in predictions]
     y = np.array([float(r) for r in references])
     ok = np.array([v is not None for v in parsed])

@@ -17,20 +17,17 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from ..version import __version__
-from ..errors import FinpeftError
-from ..recipe import apply_overrides, format_validation_error, read_yaml
-from ..runs import default_output, finish, prepare, write_atomic
-from .data import TaskSplits, task_splits
-from .generate import GenerationSettings, generate
-from .mixing import Mixing, mixture_counts
-from .tasks import Task, encode_example, load_task, render_prompt
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from finpeft.core.recipe import Strict as _Strict, load_model_recipe
+from finpeft.errors import FinpeftError
+from finpeft.version import __version__
+from finpeft.core.runs import default_output, finish, prepare, write_atomic
+from finpeft.llm.data import TaskSplits, task_splits
+from finpeft.llm.generate import GenerationSettings, generate
+from finpeft.llm.mixing import Mixing, mixture_counts
+from finpeft.llm.tasks import Task, encode_example, load_task, render_prompt
+from finpeft.models.quant import check_qlora
 
 
 class LLMMethod(_Strict):
@@ -76,12 +73,7 @@ LLM_SHORTHANDS = {"method": "method.name", "epochs": "train.epochs", "lr": "trai
 
 
 def load_llm_recipe(path: str | None = None, overrides: list[str] | None = None) -> LLMRecipe:
-    tree = (read_yaml(path) or {}) if path else {}
-    tree = apply_overrides(tree, overrides or [], LLM_SHORTHANDS)
-    try:
-        recipe = LLMRecipe.model_validate(tree)
-    except ValidationError as e:
-        raise FinpeftError(f"{path or 'recipe'}: {format_validation_error(e, LLMRecipe)}") from None
+    recipe = load_model_recipe(LLMRecipe, path, overrides, LLM_SHORTHANDS)
     names = [load_task(t).name for t in recipe.tasks]  # an unknown task fails now (a repeated one in train_llm)
     stray = set(recipe.mixing.weights) - set(names)
     if stray:
@@ -89,16 +81,6 @@ def load_llm_recipe(path: str | None = None, overrides: list[str] | None = None)
     if recipe.method.name == "qlora":
         check_qlora()
     return recipe
-
-
-def check_qlora() -> None:
-    import torch
-    if not torch.cuda.is_available():
-        raise FinpeftError("method qlora needs a CUDA GPU (bitsandbytes 4/8-bit); on CPU use method=lora")
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise FinpeftError("method qlora needs bitsandbytes: pip install 'finpeft[qlora]'") from None
 
 
 def pick_shots(train_df, task: Task, k: int, seed: int) -> list[dict]:
@@ -128,7 +110,7 @@ CONTENT_FREE = ("N/A", "", "[MASK]")
 
 
 def _choice_probs(model, tokenizer, task: Task, prompts: list[str], batch_size: int, max_length: int) -> np.ndarray:
-    from .scorer import choice_logprobs
+    from finpeft.llm.scorer import choice_logprobs
     logp = choice_logprobs(model, tokenizer, prompts, list(task.choices.values()), batch_size, max_length)
     probs = np.exp(logp - logp.max(1, keepdims=True))
     return probs / probs.sum(1, keepdims=True)  # renormalised over the choices
@@ -159,7 +141,7 @@ def score_task(model, tokenizer, task: Task, rows, shots: list[dict], max_length
                calibrate: bool = False):
     """(probabilities over the task's labels, metrics) of the model on `rows` by constrained scoring;
     `calibrate`: see calibrate_probs."""
-    from ..evaluate import classification_metrics
+    from finpeft.report.classification import classification_metrics
     labels = list(task.choices)
     prompts = [render_prompt(task, tokenizer, r, shots) for r in rows.to_dict("records")]
     probs = _choice_probs(model, tokenizer, task, prompts, batch_size, max_length)
@@ -173,7 +155,7 @@ def evaluate_task(model, tokenizer, task: Task, rows, shots: list[dict], max_len
                   generation: GenerationSettings | None = None, calibrate: bool = False) -> tuple[pd.DataFrame, dict]:
     """(per-row predictions, metrics): constrained scoring for choices (optionally calibrated), generation for
     free text."""
-    from .text_metrics import text_metrics
+    from finpeft.llm.text_metrics import text_metrics
     if task.is_classification:
         probs, metrics = score_task(model, tokenizer, task, rows, shots, max_length, calibrate=calibrate)
         labels = list(task.choices)
@@ -208,17 +190,13 @@ def load_backbone(name: str, method: LLMMethod | None = None):
     """(tokenizer, causal LM); QLoRA loads it 4/8-bit on the GPU, otherwise fp32 (moved to the GPU if any)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from ..backbones import resolve_backbone
+    from finpeft.models.backbones import resolve_backbone
     path = resolve_backbone(name)
     kwargs = {"dtype": torch.float32}
     if method is not None and method.name == "qlora":
-        from transformers import BitsAndBytesConfig
-        check_qlora()
-        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        quant = (BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                    bnb_4bit_compute_dtype=compute) if method.bits == 4
-                 else BitsAndBytesConfig(load_in_8bit=True))
-        kwargs = {"dtype": compute, "quantization_config": quant, "device_map": {"": 0}}
+        from finpeft.models.quant import compute_dtype, quantization_config
+        kwargs = {"dtype": compute_dtype(), "quantization_config": quantization_config(method.bits),
+                  "device_map": {"": 0}}
     try:
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)

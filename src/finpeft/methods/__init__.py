@@ -19,8 +19,8 @@ from types import ModuleType
 
 from pydantic import ValidationError
 
-from ..errors import FinpeftError
-from ..recipe import format_validation_error
+from finpeft.errors import FinpeftError
+from finpeft.core.recipe import format_validation_error
 
 METHODS: dict[str, str] = {
     "full": "finpeft.methods.full",

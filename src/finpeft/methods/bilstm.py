@@ -1,7 +1,7 @@
 """bilstm: a bidirectional LSTM head over the frozen encoder's token states (a classic baseline)."""
 from pydantic import Field
 
-from .frozen import ARTIFACT, TRAIN_DEFAULTS, FrozenOptions  # noqa: F401
+from finpeft.methods.frozen import ARTIFACT, TRAIN_DEFAULTS, FrozenOptions  # noqa: F401
 
 
 class Options(FrozenOptions):
@@ -14,5 +14,5 @@ def check(opts) -> None:
 
 
 def build_head(hidden: int, n_labels: int, opts):
-    from ..adapters.recurrent import BiLSTMHead
+    from finpeft.models.adapters.recurrent import BiLSTMHead
     return BiLSTMHead(hidden, n_labels, opts)

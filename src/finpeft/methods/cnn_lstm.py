@@ -1,7 +1,7 @@
 """cnn-lstm: Conv1d n-gram features over the frozen token states, then an LSTM (a classic baseline)."""
 from pydantic import Field
 
-from .frozen import ARTIFACT, TRAIN_DEFAULTS, FrozenOptions  # noqa: F401
+from finpeft.methods.frozen import ARTIFACT, TRAIN_DEFAULTS, FrozenOptions  # noqa: F401
 
 
 class Options(FrozenOptions):
@@ -16,5 +16,5 @@ def check(opts) -> None:
 
 
 def build_head(hidden: int, n_labels: int, opts):
-    from ..adapters.recurrent import CNNLSTMHead
+    from finpeft.models.adapters.recurrent import CNNLSTMHead
     return CNNLSTMHead(hidden, n_labels, opts)

@@ -13,7 +13,7 @@ def load_classifier(model_path: str, labels: list[str], model_cfg, **kwargs):
     would otherwise load in that dtype and train badly; mixed precision is the Trainer's autocast job)."""
     import torch
     from transformers import AutoModelForSequenceClassification
-    from ..scratch.classify import register
+    from finpeft.models.scratch import register
     register()  # from-scratch Mamba2 / T5 text-to-text classifiers load through the Auto API too
     kwargs.setdefault("dtype", torch.float32)
     return AutoModelForSequenceClassification.from_pretrained(

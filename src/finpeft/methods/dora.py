@@ -1,7 +1,7 @@
 """DoRA (weight-decomposed LoRA) via peft: LoRA with use_dora=True."""
 from pydantic import Field
 
-from . import lora
+from finpeft.methods import lora
 
 ARTIFACT = "peft"
 TRAIN_DEFAULTS = lora.TRAIN_DEFAULTS

@@ -1,7 +1,7 @@
 """Shared machinery of the methods that freeze the encoder and train a head on its states
 (mamba-adapter and its variants, gamba, bilstm, cnn-lstm).
 
-Training reads the encoder's states from the feature cache (finpeft.features) so an epoch costs only the
+Training reads the encoder's states from the feature cache (finpeft.models.features) so an epoch costs only the
 head; `train.feature_cache=false` (`--no-cache`) runs the frozen encoder inside every step instead. Either
 way the saved artifact is the head alone (model/head.safetensors + head.json); the encoder is re-loaded from
 the backbone at predict time, as a peft adapter is.
@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from ..features import Features, cached_encode, default_cache_dir
+from finpeft.models.features import Features, cached_encode, default_cache_dir
 
 ARTIFACT = "frozen"
 # Random-init heads on fixed features want a larger LR and more (cheap, cached) epochs than fine-tuning.
@@ -32,7 +32,7 @@ class FrozenOptions(BaseModel):
 
 
 def sentence_vector(tokens: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
-    from ..adapters.blocks import masked_mean
+    from finpeft.models.adapters.blocks import masked_mean
     return tokens[:, 0] if kind == "cls" else masked_mean(tokens, mask)
 
 
@@ -162,7 +162,7 @@ def save_head(head: nn.Module, method_name: str, opts, hidden: int, labels: list
 
 def load_frozen_classifier(model_dir: Path, backbone_path: str, trust_remote_code: bool) -> FrozenEncoderClassifier:
     from safetensors.torch import load_file
-    from . import get_method
+    from finpeft.methods import get_method
     spec = json.loads((model_dir / "head.json").read_text())
     method = get_method(spec["method"])
     opts = method.Options.model_validate(spec["options"])
@@ -179,7 +179,7 @@ def setup(method, opts, encoder, head, tokenizer, data, label_ids: dict, recipe,
     (train.feature_cache=false) the frozen encoder run inside every step."""
     from datasets import Dataset
     from transformers import DataCollatorWithPadding
-    from ..batching import tokenize_frame
+    from finpeft.data.batching import tokenize_frame
     t, n_labels = recipe.train, len(label_ids)
     if not t.feature_cache:
         ds = {s: tokenize_frame(getattr(data, s), tokenizer, label_ids, recipe.model.max_length) for s in ("train", "valid")}

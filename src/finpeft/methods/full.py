@@ -1,5 +1,5 @@
 """Full fine-tuning: every parameter trains."""
-from .common import NoOptions as Options, load_classifier
+from finpeft.methods.common import NoOptions as Options, load_classifier  # noqa: F401  (Options: the method protocol)
 
 ARTIFACT = "hf"
 

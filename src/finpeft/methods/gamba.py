@@ -5,8 +5,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from . import mamba_adapter
-from .mamba_adapter import ARTIFACT, TRAIN_DEFAULTS, check  # noqa: F401
+from finpeft.methods import mamba_adapter
+from finpeft.methods.mamba_adapter import ARTIFACT, TRAIN_DEFAULTS, check  # noqa: F401
 
 
 class Options(mamba_adapter.Options):
@@ -17,6 +17,6 @@ class Options(mamba_adapter.Options):
 
 
 def build_head(hidden: int, n_labels: int, opts):
-    from ..adapters.stack import Gamba
+    from finpeft.models.adapters.stack import Gamba
     mamba_adapter.check_widths(hidden, opts.model_copy(update={"block": "mixed"}))  # experts hold both kinds
     return Gamba(hidden, n_labels, opts)

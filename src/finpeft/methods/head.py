@@ -1,7 +1,7 @@
 """Frozen encoder, train the classification head only (and the pooler, which BERT-style heads sit on)."""
 from pydantic import BaseModel, ConfigDict
 
-from .common import load_classifier
+from finpeft.methods.common import load_classifier
 
 ARTIFACT = "hf"
 # A linear head on frozen features needs a far larger step than full fine-tuning's 5e-5 to move in 3 epochs.

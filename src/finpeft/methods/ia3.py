@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .common import load_classifier
-from .lora import HEAD_MODULES
+from finpeft.methods.common import load_classifier
+from finpeft.methods.lora import HEAD_MODULES
 
 ARTIFACT = "peft"
 TRAIN_DEFAULTS = {"lr": 3e-3}  # the paper's step size: scaling vectors start at 1 and move slowly at 5e-5
@@ -26,7 +26,7 @@ class Options(BaseModel):
 
 def check(opts) -> None:
     if (opts.target_modules == "auto") != (opts.feedforward_modules == "auto"):
-        from ..errors import FinpeftError
+        from finpeft.errors import FinpeftError
         raise FinpeftError("method ia3: set method.target_modules and method.feedforward_modules together")
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .common import load_classifier
+from finpeft.methods.common import load_classifier
 
 ARTIFACT = "peft"
 TRAIN_DEFAULTS = {"lr": 1e-3}  # adapters from zero need a larger step than full fine-tuning (5e-5)

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .frozen import ARTIFACT, TRAIN_DEFAULTS, FrozenOptions  # noqa: F401  (the method's interface)
+from finpeft.methods.frozen import ARTIFACT, TRAIN_DEFAULTS, FrozenOptions  # noqa: F401  (the method's interface)
 
 
 class Options(FrozenOptions):
@@ -38,6 +38,6 @@ def check_widths(hidden: int, opts) -> None:
 
 
 def build_head(hidden: int, n_labels: int, opts):
-    from ..adapters.stack import AdapterStack
+    from finpeft.models.adapters.stack import AdapterStack
     check_widths(hidden, opts)
     return AdapterStack(hidden, n_labels, opts)

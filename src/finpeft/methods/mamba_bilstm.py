@@ -2,9 +2,9 @@
 with LoRA on the Mamba blocks (`method.lora_r=8`; the BiLSTM and the linear head always train in full)."""
 from pydantic import Field
 
-from .scratch_common import (TRAIN_DEFAULTS, TASKS, check, from_config, saved_model, scratch_config,  # noqa: F401
+from finpeft.methods.scratch_common import (TRAIN_DEFAULTS, TASKS, check, from_config, saved_model, scratch_config,  # noqa: F401
                              with_lora)
-from .scratch_common import Options as ScratchOptions
+from finpeft.methods.scratch_common import Options as ScratchOptions
 
 ARTIFACT = "hf"
 

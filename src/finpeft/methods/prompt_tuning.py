@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .common import load_classifier
-from .lora import HEAD_MODULES
+from finpeft.methods.common import load_classifier
+from finpeft.methods.lora import HEAD_MODULES
 
 ARTIFACT = "peft"
 TRAIN_DEFAULTS = {"lr": 3e-2, "epochs": 5}  # soft prompts need a large step and more epochs than weights do

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import FinpeftError
+from finpeft.errors import FinpeftError
 
 TRAIN_DEFAULTS = {"lr": 5e-4}  # small models, fully trained: a larger step than BERT fine-tuning's 5e-5
 TASKS = ("classification",)  # their heads (and t5-text's label words) classify; no score output
@@ -27,7 +27,7 @@ def check(opts) -> None:  # the backbone is checked when it is loaded (scratch_c
 def scratch_config(model_path: str, labels: list[str], model_type: str, method: str, model_cfg,
                    dropout: float | None = None):
     from transformers import AutoConfig
-    from ..scratch.classify import register
+    from finpeft.models.scratch import register
     register()
     config = AutoConfig.from_pretrained(model_path, trust_remote_code=model_cfg.trust_remote_code)
     if config.model_type != model_type:
@@ -53,7 +53,7 @@ def with_lora(model, opts, arch: str, head: list[str]):
     if opts.lora_r is None:
         return model
     from peft import LoraConfig, get_peft_model
-    from .lora import TARGETS
+    from finpeft.methods.lora import TARGETS
     cfg = LoraConfig(r=opts.lora_r, lora_alpha=opts.lora_alpha, lora_dropout=opts.lora_dropout,
                      target_modules=TARGETS[arch], modules_to_save=head or None)
     return get_peft_model(model, cfg)

@@ -2,8 +2,8 @@
 with the LM loss on the label word; predictions are the most likely label word (scratch/classify.py).
 `method.lora_r=8` trains LoRA adapters instead of every weight; `method.slim_attention=true` makes decoding
 (`generate_labels`) cache keys only (scratch/slim_attention.py)."""
-from .scratch_common import TRAIN_DEFAULTS, TASKS, check, saved_model, with_lora  # noqa: F401
-from .scratch_common import Options as ScratchOptions
+from finpeft.methods.scratch_common import TRAIN_DEFAULTS, TASKS, check, saved_model, with_lora  # noqa: F401
+from finpeft.methods.scratch_common import Options as ScratchOptions
 
 ARTIFACT = "hf"
 
@@ -16,8 +16,8 @@ class Options(ScratchOptions):
 def build(model_path, labels, opts, model_cfg):
     import torch
     from transformers import AutoTokenizer
-    from ..scratch.classify import T5TextClassifier, T5TextConfig
-    from .scratch_common import scratch_config
+    from finpeft.models.scratch import T5TextClassifier, T5TextConfig
+    from finpeft.methods.scratch_common import scratch_config
     base = scratch_config(model_path, labels, "t5", "t5-text", model_cfg, opts.dropout)
     tok = AutoTokenizer.from_pretrained(model_path)
     config = T5TextConfig(**{k: v for k, v in base.to_dict().items() if k not in ("model_type", "architectures")},

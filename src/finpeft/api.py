@@ -1,0 +1,198 @@
+"""finpeft's Python API: every `finpeft` command is one of these functions (the CLI parses flags, calls one, prints).
+
+    import finpeft
+    run = finpeft.train("recipes/fpb.yaml", ["method=lora", "train.epochs=2"])
+    model = finpeft.load(run)                       # sklearn-like: predict / predict_proba / predict_scores
+    model.predict(["Operating profit rose to EUR 13.1 mn"])
+    finpeft.evaluate(run, "tfns")                   # cross-dataset score, report in RUN/eval/tfns-test/
+    finpeft.export(run, quantize="int8")            # ONNX; finpeft.load / serve take the folder too
+
+Errors a user can fix (bad recipe keys, missing data, wrong labels) raise `finpeft.errors.FinpeftError` with one
+line that says what to change. Heavy imports happen inside the functions, so `import finpeft` stays fast.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+from finpeft.errors import FinpeftError
+
+
+def train(recipe=None, overrides: Sequence[str] | None = None, output: str | Path | None = None, *,
+          overwrite: bool = False, resume: bool = False, command: str | None = None, callbacks: list | None = None
+          ) -> Path:
+    """Train and evaluate a classifier (or regressor); returns the run dir (model/, metrics.json, report.md, ...).
+
+    `recipe`: a recipe YAML path, a `Recipe`, or None for the defaults (MiniLM + FPB + full, as recipes/fpb.yaml);
+    `overrides`: `key=value` strings. Example: `finpeft.train(None, ["data.dataset=tfns", "method=lora"])`."""
+    from finpeft.core.recipe import Recipe, load_recipe
+    from finpeft.inference.predictor import Predictor
+    from finpeft.training.classifier import train as _train
+    r = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, list(overrides or []))
+    return _train(r, output=output, overwrite=overwrite, resume=resume, command=command, callbacks=callbacks,
+                  load_teacher=Predictor)  # a distilled student's teacher is scored like any saved model
+
+
+def load(run_dir):
+    """A saved run (or its ONNX export, or an ensemble) ready to predict:
+    Example: `finpeft.load("runs/x").predict(["Profit rose 5%"])` -> `[{"label": ..., "probabilities": {...}, ...}]`."""
+    from finpeft.inference.predictor import Predictor
+    return Predictor(run_dir)
+
+
+def evaluate(run_dir, data: str | None = None, *, split: str | None = None, text_column: str | None = None,
+             label_column: str | None = None, label_map: dict | str | None = None, encoding: str | None = None
+             ) -> tuple[Path, dict]:
+    """Score a saved model on labelled data: its own test split (data=None) or any catalog id / file
+    (cross-dataset). `label_map` maps the file's raw labels to the model's (a dict or YAML text). Returns (the
+    report dir, metrics). Example: `finpeft.evaluate("runs/fpb-full-minilm-l6-s42", "tfns")`."""
+    import yaml
+    from finpeft.core.recipe import validate_recipe
+    from finpeft.inference.evaluate import evaluate_run
+    from finpeft.inference.predictor import read_run_info
+    run_dir = Path(run_dir)
+    read_run_info(run_dir)
+    if split not in (None, "test", "all"):
+        raise FinpeftError(f"--split must be test or all, not {split!r}")
+    if data is None:  # the run's own data, split exactly as in training
+        recipe_path = run_dir / "recipe.yaml"
+        if not recipe_path.is_file():
+            raise FinpeftError(f"{run_dir}: no recipe.yaml; pass --data")
+        cfg = validate_recipe(yaml.safe_load(recipe_path.read_text(encoding="utf-8")), str(recipe_path)).data
+        return evaluate_run(run_dir, cfg, split or "test")
+    mapping = label_map
+    if isinstance(label_map, str) or label_map is None:
+        try:
+            mapping = yaml.safe_load(label_map) if label_map else {}
+        except yaml.YAMLError:
+            mapping = None
+    if not isinstance(mapping, dict):
+        raise FinpeftError("--label-map must be a YAML mapping like '{0: negative, 1: positive}'")
+    own = {}  # the run's own column names and encoding, unless given
+    if (run_dir / "recipe.yaml").is_file():
+        own = (yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8")) or {}).get("data", {})
+    cfg = validate_recipe({"data": {"dataset": data, "text_column": text_column or own.get("text_column", "text"),
+                                    "label_column": label_column or own.get("label_column", "label"),
+                                    "encoding": encoding or own.get("encoding", "auto"),
+                                    "label_map": mapping}}, "--data").data
+    return evaluate_run(run_dir, cfg, split or ("all" if Path(data).is_file() else "test"))
+
+
+def pretrain(recipe: str | None = None, overrides: Sequence[str] | None = None, output: str | Path = "", *,
+             resume: bool = False, overwrite: bool = False, command: str | None = None,
+             backbone: str = "minilm-l6", corpus: str = "fin-news", exclude: Sequence[str] = ("fpb", "tfns", "fiqa-sa"),
+             epochs: float = 1.0, lr: float = 1e-4, batch_size: int = 64, max_length: int = 64,
+             max_texts: int | None = None, seed: int = 42) -> Path:
+    """Pretrain a backbone on unlabelled text; returns the model dir to train on (`model.backbone=OUTPUT`).
+
+    With a recipe or overrides: a tokenizer + T5 (objective=span) or Mamba2 (objective=clm) from scratch, e.g.
+    `finpeft.pretrain(None, ["objective=span", "size=mini"], "runs/scratch/t5-mini")`. Without: domain-adaptive
+    MLM of `backbone` on `corpus` (texts of `exclude` removed)."""
+    if not output:
+        raise FinpeftError("pretrain needs an output dir")
+    if recipe or overrides:
+        from finpeft.training.scratch import load_scratch_recipe, pretrain_scratch
+        return pretrain_scratch(load_scratch_recipe(recipe, list(overrides or [])), output, overwrite, resume, command)
+    if resume:
+        raise FinpeftError("--resume is for pretraining from scratch (objective=span or clm)")
+    from finpeft.training.mlm import pretrain_mlm
+    return pretrain_mlm(backbone, corpus, tuple(exclude), output, epochs, lr, batch_size, max_length, seed=seed,
+                        max_texts=max_texts, overwrite=overwrite, command=command)
+
+
+def export(run_dir, output=None, *, quantize: str | None = None, parity_rows: int = 256,
+           parity_data: str | None = None, text_column: str | None = None, label_column: str | None = None,
+           encoding: str | None = None, min_agreement: float | None = None, say: Callable | None = None) -> Path:
+    """Export a run to ONNX (fp32, or `quantize="int8"`), checked against the torch model on `parity_rows` test
+    rows; returns the export folder, which `load`, `evaluate` and `serve` accept like a run dir.
+    Example: `finpeft.export("runs/fpb-full-minilm-l6-s42", quantize="int8")` -> runs/.../onnx-int8."""
+    from finpeft.inference.onnx import export_onnx
+    data = None
+    if parity_data is not None:
+        data = {"dataset": parity_data, **{k: v for k, v in (("text_column", text_column), ("label_column", label_column),
+                                                              ("encoding", encoding)) if v is not None}}
+    elif text_column or label_column or encoding:
+        raise FinpeftError("--text-column / --label-column / --encoding go with --parity-data (the run's own data "
+                           "uses its own columns)")
+    return export_onnx(run_dir, output, quantize, parity_rows, data, say=say or (lambda m: None),
+                       min_agreement=min_agreement)
+
+
+def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, backend: str = "auto", **settings) -> None:
+    """Serve a run over HTTP (POST /v1/predict, /healthz, /readyz, /metrics, / for a web page); blocks.
+    `settings`: ServeSettings fields (max_texts, max_chars, max_batch, max_wait_ms, api_key, cors_origins, ...).
+    Example: `finpeft.serve("runs/fpb-full-minilm-l6-s42/onnx-int8", port=8000, api_key="secret")`."""
+    from finpeft.inference.serve import ServeSettings, serve as _serve
+    _serve(run_dir, host, port, backend, ServeSettings(**settings))
+
+
+def ensemble(run_dirs: Sequence, output, weights: Sequence[float] | None = None, *, overwrite: bool = False,
+             command: str | None = None) -> Path:
+    """Average several runs' probabilities into one saved model (scored on their shared test split); returns it.
+    Example: `finpeft.ensemble(["runs/a-s42", "runs/b-s42"], "runs/ens", weights=[2, 1])`."""
+    from finpeft.inference.ensemble import build_ensemble
+    return build_ensemble(list(run_dirs), Path(output), list(weights) if weights else None, overwrite, command=command)
+
+
+def bench(grid, output=None, *, retry_failed: bool = False, publish=None, report_only: bool = False,
+          echo: Callable = print) -> Path:
+    """Run (or resume) a grid of train runs: leaderboard.csv / .md (mean ± std over seeds) and plots; with
+    `publish`, the leaderboard is also written into that markdown file between the grid's markers.
+    Example: `finpeft.bench("bench/grids/regression.yaml", "runs/bench-regression")`."""
+    from finpeft.experiments.bench import publish as publish_to, run_grid
+    out = run_grid(Path(grid), output, retry_failed, echo=echo, report_only=report_only)
+    if publish:
+        publish_to(out, publish, Path(grid).stem)
+    return out
+
+
+def tune(recipe=None, overrides: Sequence[str] | None = None, trials: int = 20, output=None, *,
+         command: str | None = None, echo: Callable = print) -> Path:
+    """Optuna search over the recipe's `search:` section (TPE, median pruning on valid macro-F1); the study dir
+    holds best.yaml (a recipe to train), best.json and trials.csv. Resumes an interrupted study.
+    Example: `finpeft.tune("recipes/tune-lora.yaml", trials=20)`."""
+    from finpeft.experiments.tune import tune as _tune
+    return _tune(recipe, list(overrides or []), trials, output, command=command, echo=echo)
+
+
+def ablate(recipe=None, overrides: Sequence[str] | None = None, param: str = "", seeds: int = 3, output=None, *,
+           report_only: bool = False, command: str | None = None) -> Path:
+    """Sweep one key x `seeds` seeds: ablation.csv / .md / .png in the returned dir.
+    Example: `finpeft.ablate(None, ["method=mamba-adapter"], "method.num_adapter_layers=1,2,4", seeds=3)`."""
+    from finpeft.experiments.ablate import ablate as _ablate
+    return _ablate(recipe, list(overrides or []), param, seeds, output, command=command, report_only=report_only)
+
+
+def llm_train(recipe: str | None = None, overrides: Sequence[str] | None = None, output=None, *,
+              overwrite: bool = False) -> Path:
+    """LoRA / rsLoRA / DoRA / QLoRA instruction tuning of a causal LM (SmolLM2-135M offline) on finpeft's tasks;
+    e.g. `finpeft.llm_train(None, ["tasks=[fpb,headline]", "train.epochs=1"])`. Returns the run dir."""
+    from finpeft.llm.train import load_llm_recipe, train_llm
+    return train_llm(load_llm_recipe(recipe, list(overrides or [])), output, overwrite)
+
+
+def llm_evaluate(run_dir=None, tasks: Sequence[str] | None = None, *, backbone: str = "smollm2-135m",
+                 shots: int = 0, max_samples: int | None = None, max_length: int | None = None,
+                 max_new_tokens: int | None = None, sample: bool = False, seed: int = 42, calibrate: bool = False,
+                 echo: Callable | None = None, json_out=None) -> dict:
+    """Scores of an LLM run (or the plain `backbone`) on tasks' test splits: label scoring for classification
+    tasks, generation for the rest; zero- or few-shot (`shots`). Returns {task: metrics}.
+    Example: `finpeft.llm_evaluate(None, ["fpb"], shots=3)` (the untuned SmolLM2-135M, 3-shot)."""
+    from finpeft.llm.evaluate import evaluate_llm
+    return evaluate_llm(run_dir, tasks, backbone=backbone, shots=shots, max_samples=max_samples,
+                        max_length=max_length, max_new_tokens=max_new_tokens, sample=sample, seed=seed,
+                        calibrate=calibrate, echo=echo, json_out=json_out)
+
+
+def llm_predict(run_dirs: Sequence, texts=None, *, adapter: str | None = None, task: str | None = None,
+                input=None, output=None, max_new_tokens: int | None = None):
+    """Answers from one of several LoRA adapters on one base: `texts` -> a DataFrame, or `input` file ->
+    `output` CSV (an `adapter` column picks the adapter per row; 'base' = no adapter). Returns the DataFrame.
+    Example: `finpeft.llm_predict(["runs/llm-fpb", "runs/llm-headline"], ["Gold rises"], adapter="llm-headline")`."""
+    from finpeft.llm.predict import predict_rows
+    return predict_rows(run_dirs, texts, adapter=adapter, task=task, input=input, output=output,
+                        max_new_tokens=max_new_tokens)
+
+
+__all__ = ["train", "load", "evaluate", "pretrain", "export", "serve", "ensemble", "bench", "tune", "ablate",
+           "llm_train", "llm_evaluate", "llm_predict"]

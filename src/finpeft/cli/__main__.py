@@ -1,0 +1,3 @@
+from finpeft.cli import main
+
+main()

@@ -1,0 +1,273 @@
+"""finpeft train / ablate / bench / tune / pretrain / ensemble / evaluate / predict / export / serve."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from finpeft.errors import FinpeftError
+
+from finpeft.cli import _command, _recipe_and_overrides, _with_flags, app
+
+
+@app.command(context_settings={"allow_extra_args": False})
+def train(
+    recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (default: MiniLM + FPB + full, as recipes/fpb.yaml)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. method=lora train.epochs=3"),
+    data: Optional[str] = typer.Option(None, "--data", help="Catalog id (fpb, tfns, ...) or a CSV/TSV/JSONL/Parquet file."),
+    method: Optional[str] = typer.Option(None, "--method", help="full, head, lora, dora, qlora, mamba-adapter, ... (finpeft list)."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="Registered name, local model dir or hub id."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run dir (default runs/<name>-s<seed>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run dir."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Frozen-encoder methods: run the encoder every step "
+                                  "instead of training on cached states."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="= data.text_column"),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="= data.label_column"),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="= data.encoding (default: detected)"),
+    task: Optional[str] = typer.Option(None, "--task", help="= data.task: classification or regression (a score "
+                                       "per text in --label-column; default: the dataset's own)"),
+):
+    """Train and evaluate; writes model, metrics.json, report.md and the resolved recipe to the run dir."""
+    from finpeft import api
+    recipe, items = _recipe_and_overrides(recipe, overrides)
+    items = _with_flags(items, data, method, backbone, no_cache, text_column, label_column, encoding, task)
+    try:
+        api.train(recipe, items, output, overwrite=overwrite, resume=resume, command=_command())
+    except KeyboardInterrupt:
+        hint = f" --output {output}" if output else " --output RUN_DIR"
+        print(f"finpeft: interrupted; continue with: finpeft train{hint} --resume", file=sys.stderr)
+        raise typer.Exit(130)
+
+
+
+@app.command()
+def ablate(
+    recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (default: the defaults)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides for every run."),
+    param: str = typer.Option(..., "--param", help="The swept key and values, e.g. method.num_adapter_layers=1,2,4,8"),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds per value (recipe seed, +1, +2, ...)."),
+    data: Optional[str] = typer.Option(None, "--data"),
+    method: Optional[str] = typer.Option(None, "--method"),
+    backbone: Optional[str] = typer.Option(None, "--backbone"),
+    no_cache: bool = typer.Option(False, "--no-cache"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Sweep dir (default runs/ablate-<method>-<key>)."),
+    report_only: bool = typer.Option(False, "--report-only", help="Write the table and plot from the runs finished "
+                                     "so far; train nothing."),
+):
+    """Sweep one recipe key x seeds: ablation.csv, ablation.md (mean ± std) and ablation.png (error bars)."""
+    from finpeft import api
+    recipe, items = _recipe_and_overrides(recipe, overrides)
+    out = api.ablate(recipe, _with_flags(items, data, method, backbone, no_cache), param, seeds, output,
+                     command=_command(), report_only=report_only)
+    typer.echo((out / "ablation.md").read_text(encoding="utf-8"))
+    typer.echo(f"sweep saved to {out} (ablation.csv, ablation.png)")
+
+
+@app.command()
+def bench(
+    grid: Path = typer.Argument(..., help="Grid YAML: datasets, methods, backbones, seeds (see bench/grids/)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Grid dir (default runs/bench-<grid name>)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run cells that failed before again."),
+    publish: Optional[Path] = typer.Option(None, "--publish", help="Also write the leaderboard into this markdown "
+                                           "file (between <!-- GRIDNAME:start/end --> markers)."),
+    report_only: bool = typer.Option(False, "--report-only", help="Run nothing: write the leaderboard from the "
+                                     "cells finished so far."),
+):
+    """Run a grid of train runs; leaderboard.csv, leaderboard.md (mean ± std) and plots. Resumes when re-run."""
+    from finpeft import api
+    out = api.bench(grid, output, retry_failed=retry_failed, publish=publish, report_only=report_only, echo=typer.echo)
+    typer.echo((out / "leaderboard.md").read_text(encoding="utf-8"))
+    typer.echo(f"leaderboard saved to {out} (leaderboard.csv, accuracy_vs_time.png, accuracy_vs_params.png)")
+
+
+@app.command()
+def tune(
+    recipe: Optional[str] = typer.Argument(None, help="Recipe YAML with a search: section."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides for every trial."),
+    trials: int = typer.Option(20, "--trials", min=1, help="Finished trials wanted in the study (a resumed study "
+                               "runs only the rest)."),
+    data: Optional[str] = typer.Option(None, "--data"),
+    method: Optional[str] = typer.Option(None, "--method"),
+    backbone: Optional[str] = typer.Option(None, "--backbone"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Study dir (default runs/tune-<name>)."),
+):
+    """Optuna search (TPE, median pruning on valid macro-F1) over the recipe's search: section; writes best.yaml."""
+    import json
+    from finpeft import api
+    recipe, items = _recipe_and_overrides(recipe, overrides)
+    out = api.tune(recipe, _with_flags(items, data, method, backbone, False), trials, output, command=_command(),
+                   echo=typer.echo)
+    best = out / "best.json"
+    if best.is_file():
+        b = json.loads(best.read_text(encoding="utf-8"))
+        typer.echo(f"best trial {b['trial']}: valid macro-F1 {b['valid_macro_f1']:.4f} | {json.dumps(b['params'])}")
+    typer.echo(f"study saved to {out} (best.yaml, trials.csv; optuna-dashboard sqlite:///{(out / 'study.db').resolve()})")
+
+
+@app.command()
+def pretrain(
+    recipe: Optional[str] = typer.Argument(None, help="From scratch: a pretraining recipe YAML or key=value "
+                                           "(objective=span: T5 span corruption; objective=clm: Mamba2 LM)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value, e.g. size=mini train.max_steps=2000"),
+    output: Path = typer.Option(..., "--output", "-o", help="Where the pretrained / adapted backbone is written."),
+    resume: bool = typer.Option(False, "--resume", help="From scratch: continue an interrupted run's checkpoints."),
+    backbone: str = typer.Option("minilm-l6", "--backbone", help="DAPT (no recipe): the encoder to adapt."),
+    corpus: str = typer.Option("fin-news", "--corpus", help="DAPT: unlabelled corpus (catalog id or file/folder)."),
+    exclude: str = typer.Option("fpb,tfns,fiqa-sa", "--exclude",
+                                help="DAPT: comma-separated datasets whose texts are removed ('' for none)."),
+    epochs: float = typer.Option(1.0, "--epochs", min=0.01),
+    lr: float = typer.Option(1e-4, "--lr", min=0),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    max_length: int = typer.Option(64, "--max-length", min=8),
+    max_texts: Optional[int] = typer.Option(None, "--max-texts", min=50, help="DAPT: pretrain on a random subset."),
+    seed: int = typer.Option(42, "--seed"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+):
+    """Pretrain on an unlabelled corpus: domain-adaptive MLM of an encoder (default), or with a recipe /
+    key=value a tokenizer + T5 (span corruption) or Mamba2 (causal LM) from scratch. Then
+    `finpeft train model.backbone=OUTPUT`."""
+    from finpeft import api
+    path, items = _recipe_and_overrides(recipe, overrides) if (recipe or overrides) else (None, [])
+    api.pretrain(path, items, output, resume=resume, overwrite=overwrite, command=_command(), backbone=backbone,
+                 corpus=corpus, exclude=[x.strip() for x in exclude.split(",") if x.strip()], epochs=epochs, lr=lr,
+                 batch_size=batch_size, max_length=max_length, max_texts=max_texts, seed=seed)
+
+
+@app.command()
+def ensemble(
+    run_dirs: List[Path] = typer.Argument(..., help="Two or more finished run dirs (same data split and labels)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Ensemble dir to write."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Comma-separated member weights (default equal)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output."),
+):
+    """Average several runs' probabilities into one saved model, scored on the members' test split."""
+    from finpeft import api
+    try:
+        w = [float(x) for x in weights.split(",")] if weights else None
+    except ValueError:
+        raise FinpeftError(f"--weights must be numbers separated by commas, not {weights!r}") from None
+    api.ensemble(run_dirs, output, w, overwrite=overwrite, command=_command())
+    typer.echo((output / "report.md").read_text(encoding="utf-8"))
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A finished run dir."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset to score on (default: the run's own)."),
+    split: Optional[str] = typer.Option(None, "--split", help="test or all (default: test; all for a single file)."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Default: the run's own data.text_column."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Default: the run's data.label_column."),
+    label_map: Optional[str] = typer.Option(None, "--label-map", help="YAML map of raw -> model labels, e.g. '{0: negative}'."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="Default: the run's data.encoding (auto)."),
+):
+    """Score a saved model on a labelled dataset (cross-dataset evaluation)."""
+    from finpeft import api
+    out, m = api.evaluate(run_dir, data, split=split, text_column=text_column, label_column=label_column,
+                          label_map=label_map, encoding=encoding)
+    if m.get("task") == "regression":
+        from finpeft.report.regression import summary_lines
+        typer.echo(f"{m['dataset']} ({m['split']}, n={m['n']}): " + "\n".join(summary_lines(m)).removeprefix("test "))
+    else:
+        typer.echo(f"{m['dataset']} ({m['split']}, n={m['n']}): accuracy {m['accuracy']:.4f} | macro-F1 "
+                   f"{m['macro_f1']:.4f} | weighted-F1 {m['weighted_f1']:.4f} | ECE {m['ece']:.4f}")
+    typer.echo(f"report: {out / 'report.md'}")
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A finished run dir."),
+    text: Optional[List[str]] = typer.Option(None, "--text", "-t", help="Text to score (repeatable)."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="CSV/TSV/JSONL/Parquet file to score."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the scored file (.csv/.jsonl)."),
+    text_column: str = typer.Option("text", "--text-column"),
+    chunk_size: int = typer.Option(2048, "--chunk-size", min=1),
+    encoding: str = typer.Option("auto", "--encoding", help="Input file encoding (auto: UTF-8, else detected)."),
+):
+    """Score texts: label, class probabilities and score = P(positive) - P(negative)."""
+    import json
+    if bool(text) == bool(input):
+        raise FinpeftError("give either --text (repeatable) or --input FILE --output FILE")
+    if input and not output:
+        raise FinpeftError("--input needs --output")
+    if input and not input.is_file():
+        raise FinpeftError(f"{input}: file not found")
+    from finpeft.inference.predictor import Predictor, check_output_path
+    if output:
+        check_output_path(output)
+    p = Predictor(run_dir)
+    if text:
+        for t, r in zip(text, p.predict(text)):
+            typer.echo(json.dumps({"text": t, **r}, ensure_ascii=False))
+        return
+    from finpeft.data.encoding import check_encoding
+    try:
+        n = p.predict_file(input, output, text_column, chunk_size, progress=True, encoding=check_encoding(encoding))
+    except KeyboardInterrupt:
+        print(f"finpeft: interrupted; the rows scored so far are kept ({output.name}.partial beside {output}); "
+              "the same command resumes after them", file=sys.stderr)
+        raise typer.Exit(130)
+    typer.echo(f"scored {n} rows -> {output}")
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A finished run dir (methods full, head, lora, dora, mamba-adapter, "
+                                   "attention-adapter)."),
+    format: str = typer.Option("onnx", "--format", help="Export format: onnx."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: dynamic int8 weights (about 4x smaller)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder to write (default RUN_DIR/onnx, "
+                                          "or RUN_DIR/onnx-int8; an earlier export there is replaced)."),
+    parity_rows: int = typer.Option(256, "--parity-rows", min=0, help="Test rows on which to compare ONNX with the "
+                                    "torch model (0: skip)."),
+    parity_data: Optional[str] = typer.Option(None, "--parity-data", help="Dataset whose test split the parity rows "
+                                              "come from (default: the run's own data, columns and encoding)."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="With --parity-data: its text column."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="With --parity-data: its label column."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="With --parity-data: its encoding (auto)."),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", min=0, max=1,
+                                                  help="Refuse the export under this argmax agreement with torch "
+                                                  "(default 0.99 fp32, 0.9 int8)."),
+):
+    """Export a run to ONNX (model.onnx, tokenizer, run.json); predict, evaluate, serve and load take the folder."""
+    import json
+    from finpeft import api
+    if format != "onnx":
+        raise FinpeftError(f"--format must be onnx, not {format!r}")
+    out = api.export(run_dir, output, quantize=quantize, parity_rows=parity_rows, parity_data=parity_data,
+                     text_column=text_column, label_column=label_column, encoding=encoding,
+                     min_agreement=min_agreement, say=lambda m: typer.echo(f"[finpeft] {m}"))
+    info = json.loads((out / "run.json").read_text(encoding="utf-8"))["onnx"]
+    typer.echo(f"exported to {out} (model.onnx {(out / 'model.onnx').stat().st_size / 1e6:.1f} MB, "
+               f"{info['quantize'] or 'fp32'}, opset {info['opset']})")
+    p = info["parity"]
+    if p:
+        acc = lambda a: "n/a" if a is None else f"{a:.4f}"  # noqa: E731
+        typer.echo(f"parity on {p['rows']} {p['dataset']} {p['split']} rows: agreement {p['agreement']:.4f} | "
+                   f"max |prob diff| {p['max_abs_prob_diff']:.2e} | accuracy torch {acc(p['torch_accuracy'])}, "
+                   f"onnx {acc(p['onnx_accuracy'])}")
+
+
+@app.command()
+def serve(
+    run_dir: Path = typer.Argument(..., help="A finished run dir or its ONNX export."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (default: this machine only)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    backend: str = typer.Option("auto", "--backend", help="torch, onnx (the run's export) or auto (as saved)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="FINPEFT_API_KEY",
+                                          help="Require this key in the X-API-Key header (or set FINPEFT_API_KEY)."),
+    max_texts: int = typer.Option(64, "--max-texts", min=1, help="Texts per request."),
+    max_chars: int = typer.Option(2000, "--max-chars", min=1, help="Characters per text."),
+    max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", min=1024),
+    max_batch: int = typer.Option(64, "--max-batch", min=1, help="Texts per forward pass (micro-batching)."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, help="How long a batch waits to fill."),
+    cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow this origin (repeatable; "
+                                                    "CORS is off by default)."),
+):
+    """REST API + web page: POST /v1/predict, GET /healthz /readyz /metrics /docs, and / to try it."""
+    from finpeft import api
+    api.serve(run_dir, host, port, backend, max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
+              max_batch=max_batch, max_wait_ms=max_wait_ms, api_key=api_key or None,
+              cors_origins=list(cors_origin or []))

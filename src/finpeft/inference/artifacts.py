@@ -1,0 +1,51 @@
+"""Reading a run dir: its run.json and its model (transformers, PEFT, frozen-encoder head) for inference.
+
+The one place that knows how each artifact kind is loaded; prediction, export and serving build on it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from finpeft.errors import FinpeftError
+
+
+def read_run_info(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "run.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise FinpeftError(f"{run_dir}: not a finpeft run dir (no readable run.json)") from None
+    missing = {"labels", "artifact", "method", "backbone", "max_length"} - set(info if isinstance(info, dict) else {})
+    if missing:  # a real check, not an assert (python -O strips those)
+        raise FinpeftError(f"{run_dir}: not a finpeft run dir (run.json lacks {', '.join(sorted(missing))})")
+    if info["artifact"] not in ("ensemble", "onnx") and not (Path(run_dir) / "model").is_dir():
+        raise FinpeftError(f"{run_dir}: the run dir has no model/ folder")
+    return info
+
+
+def load_model(model_dir: Path, info: dict):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    trc = info.get("trust_remote_code", False)
+    from finpeft.models.scratch import register
+    register()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trc)
+    if info["artifact"] == "hf":
+        return tokenizer, AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trc)
+    from finpeft.models.backbones import resolve_backbone
+    if info["artifact"] == "frozen":
+        from finpeft.methods.frozen import load_frozen_classifier
+        return tokenizer, load_frozen_classifier(model_dir, resolve_backbone(info["backbone"]), trc)
+    from peft import PeftModel
+    base_path = resolve_backbone(info["backbone"])
+    labels = info["labels"]
+    base = AutoModelForSequenceClassification.from_pretrained(
+        base_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)}, trust_remote_code=trc)
+    model = PeftModel.from_pretrained(base, model_dir)
+    if info["method"] == "qlora" or model.active_peft_config.is_prompt_learning:
+        return tokenizer, model  # 4/8-bit base weights, or soft prompts: nothing to fold in
+    # LoRA / DoRA: fold the adapter into the base weights, so inference costs what a full fine-tune's does
+    return tokenizer, model.merge_and_unload()

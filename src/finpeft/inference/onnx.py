@@ -1,0 +1,393 @@
+"""Export a saved run to ONNX (`finpeft export`) and serve it with onnxruntime, no torch model needed.
+
+The exported folder is itself a run dir (artifact "onnx": model.onnx, tokenizer files, run.json), so
+`finpeft.load`, `predict` and `evaluate` take it like any run.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from finpeft.errors import FinpeftError
+from finpeft.core.runs import finish
+
+OPSET = 17
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+EXPORTABLE = "full, head, lora, dora, mamba-adapter, attention-adapter"  # checked against torch; see the tests
+# Packed LSTM sequences have no ONNX form in torch's exporter (and it prints C++ warnings on the way out).
+NOT_EXPORTABLE = {"bilstm", "cnn-lstm"}
+
+
+def _require_onnx():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise FinpeftError("ONNX export needs onnx and onnxruntime: pip install 'finpeft[onnx]'") from None
+
+
+def load_torch_model(run_dir: Path, info: dict):
+    """(tokenizer, eval-mode torch model) of a saved run, as `finpeft.load` builds it."""
+    from finpeft.inference.artifacts import load_model as _load_model
+    try:
+        tokenizer, model = _load_model(run_dir / "model", info)
+    except (OSError, ValueError, KeyError) as e:
+        raise FinpeftError(f"{run_dir}: the model could not be loaded: {str(e).splitlines()[0][:200]}") from None
+    return tokenizer, model.eval()
+
+
+def _logits_module(model, names: tuple[str, ...]):
+    """The classifier as `inputs -> logits`, positional in `names` order: the graph's signature."""
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args):
+            return self.model(**dict(zip(names, args))).logits
+
+    return Logits().eval()  # eval: the exporter puts the wrapper's mode back onto the model afterwards
+
+
+def _input_names(tokenizer) -> tuple[str, ...]:
+    keys = tokenizer(["a"]).keys()
+    return tuple(n for n in INPUTS if n in keys)
+
+
+@contextlib.contextmanager
+def _quiet_onnx_log():
+    """Silence the TorchScript exporter's graph dump for the duration (it prints the whole graph on a failure)."""
+    import torch
+    saved = torch._C._jit_onnx_log
+    torch._C._jit_onnx_log = lambda *a: None
+    try:
+        yield
+    finally:
+        torch._C._jit_onnx_log = saved
+
+
+def _register_rms_norm() -> None:
+    """aten::rms_norm (nn.RMSNorm in the adapter blocks) has no opset-17 symbolic: spell it out."""
+    import torch
+    from torch.onnx import register_custom_op_symbolic, symbolic_helper as sh
+
+    def rms_norm(g, x, normalized_shape, weight, eps):
+        axes = [-(i + 1) for i in range(len(sh._get_const(normalized_shape, "is", "normalized_shape")))]
+        eps = torch.finfo(torch.float32).eps if sh._is_none(eps) else float(sh._maybe_get_const(eps, "f"))
+        ms = g.op("ReduceMean", g.op("Mul", x, x), axes_i=axes, keepdims_i=1)
+        y = g.op("Div", x, g.op("Sqrt", g.op("Add", ms, g.op("Constant", value_t=torch.tensor(eps)))))
+        return y if sh._is_none(weight) else g.op("Mul", y, weight)
+
+    register_custom_op_symbolic("aten::rms_norm", rms_norm, OPSET)
+
+
+def _export_graph(model, tokenizer, path: Path) -> tuple[str, ...]:
+    import torch
+    _register_rms_norm()
+    names = _input_names(tokenizer)
+    # Trace on a padded batch of two lengths, so the attention-mask path is the one recorded.
+    enc = tokenizer(["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "Sales fell."], padding=True,
+                    return_tensors="pt")
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    # The fused nn.MultiheadAttention kernel (attention-adapter) has no ONNX form; its plain ops do.
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with warnings.catch_warnings(), torch.no_grad(), _quiet_onnx_log():  # else a failure dumps the whole graph
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
+            # dynamo=False: the TorchScript exporter needs no onnxscript and traces these encoders faithfully.
+            torch.onnx.export(_logits_module(model, names), tuple(enc[n] for n in names), str(path),
+                              input_names=list(names), output_names=["logits"],
+                              dynamic_axes={**axes, "logits": {0: "batch"}}, opset_version=OPSET, dynamo=False)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return names
+
+
+def _check_graph(model, tokenizer, path: Path, names: tuple[str, ...]) -> None:
+    """A traced graph can bake in the trace's shapes (e.g. a scan's chunk length): run it on other batch and
+    sequence sizes against torch before anything is written."""
+    import onnxruntime as ort
+    import torch
+    texts = [["Net sales decreased by 4.5 % to EUR 21.7 mn, while operating profit rose. " * 6, "Up.", "Flat year."],
+             ["Profit warning."]]
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        for batch in texts:
+            enc = tokenizer(batch, padding=True, truncation=True, max_length=128, return_tensors="pt")
+            got = session.run(None, {n: enc[n].numpy().astype(np.int64) for n in names})[0]
+            with torch.no_grad():
+                want = model(**{n: enc[n] for n in names}).logits.float().numpy()
+            diff = float(np.abs(got - want).max())
+            if not diff < 1e-3:
+                raise ValueError(f"logits differ by {diff:.3g} from torch on a batch of {len(batch)}")
+    except Exception as e:  # onnxruntime raises its own types for an invalid graph
+        detail = str(e).splitlines()[0][:120]
+        raise ValueError(f"the traced graph fails on other batch/sequence sizes: {detail}") from None
+
+
+FUSABLE = {"bert", "roberta", "xlm-roberta", "electra", "distilbert"}  # onnxruntime's transformer fusions apply
+
+
+def _eager_attention(model) -> None:
+    """Trace BERT-family attention as its plain matmul-softmax ops (the eager path): onnxruntime's optimizer fuses
+    that pattern into one `Attention` op (which int8 quantisation turns into `QAttention`), while the SDPA path
+    traces to a graph it leaves unfused. Measured in bench/bench_serve_throughput.py."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) in FUSABLE and hasattr(model, "set_attn_implementation"):
+        try:
+            model.set_attn_implementation("eager")
+        except (ValueError, ImportError):  # a model without an eager path keeps what it has
+            pass
+
+
+def _optimize(path: Path, config) -> bool:
+    """Fuse attention, LayerNorm, GELU and bias-adds in place (onnxruntime.transformers' optimizer, offline):
+    fewer, larger kernels on the CPU. Returns whether it ran; the parity check guards the result."""
+    if getattr(config, "model_type", None) not in FUSABLE:
+        return False
+    import logging
+    from onnxruntime.transformers.optimizer import optimize_model
+    logging.disable(logging.WARNING)
+    try:
+        opt = optimize_model(str(path), model_type="bert", num_heads=config.num_attention_heads,
+                             hidden_size=config.hidden_size, opt_level=1)  # portable fusions only (no hardware ops)
+        opt.save_model_to_file(str(path))
+    except Exception:  # noqa: BLE001 - an unfused graph is still a correct one
+        return False
+    finally:
+        logging.disable(logging.NOTSET)
+    return True
+
+
+def _quantize_int8(src: Path, dst: Path) -> None:
+    import logging
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    # Dynamic quantization: int8 weights, activations quantized per batch at run time (no calibration data).
+    # Per-channel scales: 0.98 argmax agreement with fp32 on FPB test rows vs 0.95 per-tensor, same size.
+    logging.disable(logging.WARNING)  # its root-logger advice to pre-process changes nothing here
+    try:
+        import onnx
+        # a fused graph holds com.microsoft ops whose outputs shape inference cannot type: they are float32
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+MIN_AGREEMENT = {None: 0.99, "int8": 0.9}
+# Dynamic int8 quantises each batch's activations with one scale per tensor: smaller batches keep the scale
+# tight and the padding short. FPB test, MiniLM, 2 cores: 16 rows 543 sentences/s (acc 0.8185), 32 523/s
+# (0.8152), 64 449/s (0.8094; torch 0.8144). An int8 graph therefore runs at most this many rows per call.
+INT8_BATCH = 16
+  # argmax agreement with torch below which an export is refused
+
+
+def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize: str | None = None,
+                parity_rows: int = 0, parity_data: str | dict | None = None, say=lambda msg: None,
+                min_agreement: float | None = None) -> Path:
+    """Export a run to an ONNX folder (default RUN_DIR/onnx, or RUN_DIR/onnx-int8; an earlier export there is
+    replaced); returns the folder. parity_rows > 0: compare with the torch model on that many test rows of
+    `parity_data` (a dataset id, a recipe `data:` mapping, or None: the run's own data and columns), store the
+    numbers in the folder's run.json, and refuse the export (nothing written) when the argmax agreement is under
+    `min_agreement` (default 0.99 for fp32, 0.9 for int8)."""
+    from finpeft.inference.artifacts import read_run_info
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    if quantize not in (None, "int8"):
+        raise FinpeftError(f"--quantize must be int8 (or left out), not {quantize!r}")
+    if info["artifact"] == "onnx":
+        raise FinpeftError(f"{run_dir}: already an ONNX export; export the run it came from")
+    if info["artifact"] == "ensemble":
+        raise FinpeftError(f"{run_dir}: an ensemble cannot be exported as one graph; export its members")
+    if info["method"] in NOT_EXPORTABLE:
+        raise FinpeftError(f"{run_dir}: method {info['method']} cannot be exported to ONNX (its LSTM runs on packed "
+                           f"sequences); methods that export: {EXPORTABLE}")
+    if parity_rows < 0:
+        raise FinpeftError(f"--parity-rows must be 0 or more, not {parity_rows}")
+    _require_onnx()
+    if parity_rows:
+        if parity_data is None:  # the run's own test split, with its columns and encoding
+            parity_data = run_data(run_dir) or "fpb"
+        _dataset_rows(parity_data, "test", 1)  # a bad --parity-data fails now, not after the export
+    out = Path(output) if output else run_dir / ("onnx-int8" if quantize else "onnx")
+    if out.exists() and not _is_export(out):  # never delete what is not ours to replace
+        raise FinpeftError(f"{out}: exists and is not an ONNX export folder; pick another --output")
+    if not out.parent.is_dir():
+        raise FinpeftError(f"{out}: folder {out.parent} does not exist")
+    t0 = time.perf_counter()
+    tokenizer, model = load_torch_model(run_dir, info)
+    if hasattr(model, "merge_and_unload"):  # one plain graph: adapter deltas folded into the base weights
+        model = model.merge_and_unload().eval()  # (predict's loader already merges LoRA/DoRA)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        fp32 = work / ("model-fp32.onnx" if quantize else "model.onnx")
+        try:
+            _eager_attention(model)
+            names = _export_graph(model, tokenizer, fp32)
+            fused = _optimize(fp32, getattr(model, "config", None))
+            _check_graph(model, tokenizer, fp32, names)
+        except Exception as e:  # tracer/exporter failures name the op; report them on one line
+            detail = str(e).splitlines()[0][:160] if str(e) else ""
+            raise FinpeftError(f"{run_dir}: method {info['method']} could not be exported to ONNX ({type(e).__name__}: "
+                               f"{detail}); methods that export: {EXPORTABLE}") from None
+        if quantize:
+            _quantize_int8(fp32, work / "model.onnx")
+            fp32.unlink()
+        tokenizer.save_pretrained(work)
+        for extra in ("recipe.yaml",):  # lets `finpeft evaluate EXPORTED` find the run's own data
+            if (run_dir / extra).is_file():
+                shutil.copy2(run_dir / extra, work / extra)
+        exported = {**info, "artifact": "onnx",
+                    "onnx": {"quantize": quantize, "opset": OPSET, "inputs": list(names), "fused": fused,
+                             "source_run": str(run_dir.resolve()),
+                             "export_seconds": round(time.perf_counter() - t0, 1), "parity": None}}
+        (work / "run.json").write_text(json.dumps(exported, indent=2), encoding="utf-8")
+        if parity_rows:
+            say(f"parity check on {parity_rows} {_data_name(parity_data)} test rows")
+            # A peft run is compared unmerged (re-loaded), so the merge is checked too.
+            reuse = None if info["artifact"] == "peft" else (tokenizer, model)
+            par = parity(run_dir, work, parity_data, "test", parity_rows, torch_model=reuse)
+            exported["onnx"]["parity"] = par
+            floor = MIN_AGREEMENT[quantize] if min_agreement is None else min_agreement
+            if par["agreement"] < floor:
+                raise FinpeftError(f"{run_dir}: the ONNX model agrees with torch on {par['agreement']:.3f} of "
+                                   f"{par['rows']} {_data_name(parity_data)} test rows, under {floor}; nothing written")
+            (work / "run.json").write_text(json.dumps(exported, indent=2), encoding="utf-8")
+        elif quantize:  # not compared: at least run the quantised graph once
+            OnnxClassifier(work).predict_proba(["Operating profit rose.", "Sales fell."], info["max_length"])
+        finish(work, out)  # an earlier export there is moved aside first, never lost midway
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _is_export(path: Path) -> bool:
+    try:
+        return json.loads((path / "run.json").read_text(encoding="utf-8")).get("artifact") == "onnx"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def run_data(run_dir: str | Path) -> dict:
+    """The `data:` section a run was trained with (its recipe.yaml), {} when there is none."""
+    import yaml
+    path = Path(run_dir) / "recipe.yaml"
+    if not path.is_file():
+        return {}
+    return dict((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("data") or {})
+
+
+def _dataset_rows(data: str | dict, split: str, rows: int):
+    from finpeft.data import load_dataset_splits
+    from finpeft.core.recipe import validate_recipe
+    if split not in ("train", "valid", "test"):
+        raise FinpeftError(f"split must be train, valid or test, not {split!r}")
+    tree = {"dataset": data} if isinstance(data, str) else {k: v for k, v in data.items() if k != "mix"}
+    cfg = validate_recipe({"data": tree}, "--parity-data").data
+    return getattr(load_dataset_splits(cfg), split).iloc[:rows]
+
+
+def _data_name(data: str | dict) -> str:
+    return data if isinstance(data, str) else str(data.get("dataset", "fpb"))
+
+
+def parity(run_dir: str | Path, onnx_dir: str | Path, dataset: str | dict = "fpb", split: str = "test", rows: int = 256,
+           batch_size: int = 64, torch_model=None) -> dict:
+    """Torch vs ONNX predictions on the first `rows` rows of a dataset split: argmax agreement, the largest
+    probability difference, and each side's accuracy (rows whose gold label the model knows)."""
+    from finpeft.inference.artifacts import read_run_info
+    from finpeft.data.batching import predict_proba
+    run_dir, onnx_dir = Path(run_dir), Path(onnx_dir)
+    info = read_run_info(run_dir)
+    df = _dataset_rows(dataset, split, rows)
+    texts = df["text"].tolist()
+    tokenizer, model = torch_model or load_torch_model(run_dir, info)
+    if info.get("task") == "regression":
+        return _score_parity(info, df, model, tokenizer, onnx_dir, batch_size, _data_name(dataset), split)
+    p_torch = predict_proba(model, tokenizer, texts, info["max_length"], batch_size)
+    p_onnx = OnnxClassifier(onnx_dir).predict_proba(texts, info["max_length"], batch_size)
+    ids = {l: i for i, l in enumerate(info["labels"])}
+    known = df["label"].isin(ids).to_numpy()
+    gold = np.array([ids.get(l, -1) for l in df["label"]])
+
+    def acc(p):
+        return round(float((p.argmax(1) == gold)[known].mean()), 6) if known.any() else None
+
+    return {"dataset": _data_name(dataset), "split": split, "rows": len(texts),
+            "agreement": round(float((p_torch.argmax(1) == p_onnx.argmax(1)).mean()), 6),
+            "max_abs_prob_diff": float(np.abs(p_torch - p_onnx).max()) if len(texts) else 0.0,
+            "torch_accuracy": acc(p_torch), "onnx_accuracy": acc(p_onnx)}
+
+
+def _score_parity(info, df, model, tokenizer, onnx_dir, batch_size, name, split) -> dict:
+    """A regression export: agreement = the share of rows whose score lands in the same sign band (negative /
+    neutral / positive) both ways, plus the largest score difference and each side's MSE."""
+    from finpeft.data.batching import predict_outputs
+    from finpeft.data.regression import sign_band
+    texts, t = df["text"].tolist(), info["target"]
+    s_torch = predict_outputs(model, tokenizer, texts, info["max_length"], batch_size)[:, 0] * t["std"] + t["mean"]
+    s_onnx = OnnxClassifier(onnx_dir).predict_outputs(texts, info["max_length"], batch_size)[:, 0] * t["std"] + t["mean"]
+    y = df["label"].to_numpy(dtype=float)
+    return {"dataset": name, "split": split, "rows": len(texts),
+            "agreement": round(float((sign_band(s_torch) == sign_band(s_onnx)).mean()), 6) if len(texts) else 1.0,
+            "max_abs_score_diff": float(np.abs(s_torch - s_onnx).max()) if len(texts) else 0.0,
+            "torch_mse": round(float(np.mean((s_torch - y) ** 2)), 6), "onnx_mse": round(float(np.mean((s_onnx - y) ** 2)), 6)}
+
+
+class OnnxClassifier:
+    """An exported folder served by onnxruntime on the CPU."""
+
+    def __init__(self, onnx_dir: str | Path, threads: int | None = None):
+        _require_onnx()
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+        onnx_dir = Path(onnx_dir)
+        path = onnx_dir / "model.onnx"
+        if not path.is_file():
+            raise FinpeftError(f"{onnx_dir}: no model.onnx (an ONNX export folder holds one)")
+        opts = ort.SessionOptions()
+        # Same thread budget as the torch backend (it honours OMP_NUM_THREADS / torch.set_num_threads).
+        torch = sys.modules.get("torch")
+        opts.intra_op_num_threads = threads or (torch.get_num_threads() if torch else None) or os.cpu_count() or 1
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own types for a corrupt or foreign file
+            raise FinpeftError(f"{path}: cannot be loaded by onnxruntime: {str(e).splitlines()[0][:200]}") from None
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        n = self.session.get_outputs()[0].shape[-1]
+        self.n_labels = n if isinstance(n, int) else len(json.loads((onnx_dir / "run.json").read_text())["labels"])
+        self.tokenizer = AutoTokenizer.from_pretrained(onnx_dir)
+        meta = onnx_dir / "run.json"  # what the export wrote: no second read of the graph at start-up
+        self.int8 = meta.is_file() and (json.loads(meta.read_text()).get("onnx") or {}).get("quantize") == "int8"
+
+    def predict_proba(self, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
+        """(n, n_labels) float32 probabilities in input order; batches sorted by length, as predict.predict_proba."""
+        return self.predict_outputs(texts, max_length, batch_size, softmax=True)
+
+    def predict_outputs(self, texts: list[str], max_length: int, batch_size: int = 64,
+                        softmax: bool = False) -> np.ndarray:
+        """(n, outputs) in input order: raw outputs (a regression model's standardised score) or softmaxed."""
+        from finpeft.data.batching import encoded_batches
+        out = np.zeros((len(texts), self.n_labels), dtype=np.float32)
+        if self.int8:  # see INT8_BATCH
+            batch_size = min(batch_size, INT8_BATCH)
+        for idx, enc in encoded_batches(self.tokenizer, texts, max_length, batch_size, "np"):
+            logits = self.session.run(None, {n: enc[n].astype(np.int64) for n in self.inputs})[0].astype(np.float64)
+            if softmax:
+                e = np.exp(logits - logits.max(1, keepdims=True))
+                logits = e / e.sum(1, keepdims=True)
+            out[idx] = logits
+        return out

@@ -1,0 +1,275 @@
+"""Load a saved run and score text: `finpeft.load(run_dir).predict([...])`, or whole files, streamed."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from finpeft.inference.artifacts import load_model as _load_model, read_run_info  # noqa: F401
+from finpeft.models.cache import model_fingerprint  # noqa: F401  (re-exported)
+from finpeft.data.batching import length_sorted_batches, predict_proba  # noqa: F401  (re-exported)
+from finpeft.errors import FinpeftError
+
+
+class Predictor:
+    """sklearn-like wrapper over a run's model: predict / predict_proba."""
+
+    def __init__(self, run_dir: str | Path, batch_size: int = 64):
+        import torch
+        self.run_dir = Path(run_dir)
+        self.info = read_run_info(run_dir)
+        self.labels: list[str] = self.info["labels"]
+        # the user's spelling of each label (e.g. "Bullish"), used in every output; self.labels stay canonical
+        self.label_names: dict[str, str] = self.info.get("label_names") or {}
+        self.display_labels = [self.label_names.get(l, l) for l in self.labels]
+        self.max_length = self.info["max_length"]
+        self.batch_size = batch_size
+        # "regression": one output, a score (run.json `target`: the training scores' mean/std it was trained on)
+        self.task: str = self.info.get("task", "classification")
+        self._torch = torch
+        self.onnx = None
+        if self.info["artifact"] == "onnx":  # a `finpeft export` folder: onnxruntime, no torch model
+            from finpeft.inference.onnx import OnnxClassifier
+            self.members, self.onnx = None, OnnxClassifier(self.run_dir)
+            return
+        if self.info["artifact"] == "ensemble":  # see ensemble.py: weighted mean of the members' probabilities
+            self.members = [Predictor(self.run_dir / m, batch_size) for m in self.info["members"]]
+            self.weights = np.asarray(self.info["weights"], dtype=np.float64)
+            return
+        self.members = None
+        try:
+            self.tokenizer, self.model = _load_model(self.run_dir / "model", self.info)
+        except (OSError, ValueError, KeyError) as e:
+            raise FinpeftError(f"{run_dir}: the model could not be loaded: {str(e).splitlines()[0][:200]}") from None
+        self.model.eval()
+
+    def predict_proba(self, texts: list[str] | str) -> np.ndarray:
+        """(n, n_labels) class probabilities. A bare string is one text; an empty text is a ValueError."""
+        texts = as_texts(texts)
+        if self.task == "regression":
+            raise TypeError(f"{self.run_dir} is a regression run: it has no class probabilities; use "
+                            "predict() or predict_scores()")
+        if self.members:
+            parts = [m.predict_proba(texts)[:, [m.labels.index(l) for l in self.labels]] for m in self.members]
+            return np.tensordot(self.weights / self.weights.sum(), np.stack(parts), axes=1).astype(np.float32)
+        if self.onnx is not None:
+            return self.onnx.predict_proba(texts, self.max_length, self.batch_size)
+        return predict_proba(self.model, self.tokenizer, texts, self.max_length, self.batch_size)
+
+    def predict_scores(self, texts: list[str] | str) -> np.ndarray:
+        """(n,) float scores: a regression run's predicted target; a classifier's P(positive) - P(negative)."""
+        texts = as_texts(texts)
+        if self.task != "regression":
+            return self.score(self.predict_proba(texts))
+        if self.members:
+            raise FinpeftError(f"{self.run_dir}: ensembles of regression runs are not supported")
+        if self.onnx is not None:
+            raw = self.onnx.predict_outputs(texts, self.max_length, self.batch_size)
+        else:
+            from finpeft.data.batching import predict_outputs
+            raw = predict_outputs(self.model, self.tokenizer, texts, self.max_length, self.batch_size)
+        t = self.info["target"]
+        return (raw[:, 0].astype(np.float64) * t["std"] + t["mean"]).astype(np.float32)
+
+    def score(self, probs: np.ndarray) -> np.ndarray:
+        """P(positive) - P(negative); 0 where the label set has neither."""
+        col = {l: i for i, l in enumerate(self.labels)}
+        pos = probs[:, col["positive"]] if "positive" in col else 0.0
+        neg = probs[:, col["negative"]] if "negative" in col else 0.0
+        return np.asarray(pos - neg, dtype=np.float32) * np.ones(len(probs), dtype=np.float32)
+
+    def predict(self, texts: list[str] | str) -> list[dict]:
+        """One dict per text: label, probabilities, score (a regression run: the score alone). A bare string is
+        one text (a list of one comes back)."""
+        if self.task == "regression":
+            return [{"score": round(float(s), 6)} for s in self.predict_scores(texts)]
+        probs = self.predict_proba(texts)
+        scores = self.score(probs)
+        return [{"label": self.display_labels[int(p.argmax())],
+                 "probabilities": {l: round(float(v), 6) for l, v in zip(self.display_labels, p)},
+                 "score": round(float(s), 6)} for p, s in zip(probs, scores)]
+
+    def predict_file(self, src: str | Path, dst: str | Path, text_column: str = "text",
+                     chunk_size: int = 2048, progress: bool = True, encoding: str = "auto") -> int:
+        """Score a CSV/TSV/JSONL/Parquet file chunk by chunk (bounded memory, input order kept) into a CSV/JSONL
+        file. Rows go to a hidden `.NAME.partial` file, renamed to `dst` when all are scored. An interrupted run
+        leaves the partial file and a progress record: the same call again continues after the last whole
+        chunk. Returns the number of rows scored."""
+        src, dst = Path(src), Path(dst)
+        check_output_path(dst)
+        tmp = dst.with_name(f".{dst.name}.partial")
+        record = dst.with_name(f".{dst.name}.partial.json")
+        job = {"source": str(src.resolve()), "source_bytes": src.stat().st_size if src.is_file() else None,
+               "source_mtime_ns": src.stat().st_mtime_ns if src.is_file() else None, "text_column": text_column,
+               "chunk_size": chunk_size, "model": model_fingerprint(self.run_dir)}
+        done = _resume_point(tmp, record, job)
+        n, empty = done["rows"], 0
+        if n:
+            print(f"finpeft: resuming {dst}: {n} rows already scored", file=sys.stderr)
+        bar = _progress(progress, n, count_rows(src))  # by lines: an estimate when quoted texts span lines
+        try:
+            with open(tmp, "r+b" if n else "wb") as raw:
+                raw.truncate(done["bytes"])  # drop a chunk half-written when the last run stopped
+                raw.seek(done["bytes"])
+                f = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+                for k, chunk in enumerate(iter_chunks(src, chunk_size, encoding)):
+                    if k < done["chunks"]:  # by chunk, not row count: a reader may yield short chunks midway
+                        continue
+                    if text_column not in chunk.columns:
+                        raise FinpeftError(f"{src}: no column {text_column!r} (found {', '.join(chunk.columns)}); "
+                                           "set --text-column")
+                    texts = chunk[text_column].fillna("").astype(str)
+                    filled = (texts.str.strip() != "").to_numpy()  # policy: an empty text gets no prediction
+                    if self.task == "regression":
+                        chunk = self._scored_chunk(chunk, texts, filled)
+                    else:
+                        chunk = self._labelled_chunk(chunk, texts, filled)
+                    empty += int((~filled).sum())
+                    if dst.suffix.lower() == ".csv":
+                        chunk.to_csv(f, index=False, header=n == 0)
+                    else:
+                        chunk.to_json(f, orient="records", lines=True, force_ascii=False)
+                    f.flush()
+                    n += len(chunk)
+                    _write_json(record, {**job, "rows": n, "chunks": k + 1, "bytes": raw.tell()})
+                    bar(len(chunk))
+                f.detach()
+        except BaseException:
+            if n == 0:  # nothing scored (bad input, or stopped in the first chunk): leave nothing behind
+                tmp.unlink(missing_ok=True)
+                record.unlink(missing_ok=True)
+            raise
+        if n == 0:
+            tmp.unlink(missing_ok=True)
+            record.unlink(missing_ok=True)
+            raise FinpeftError(f"{src}: no rows to score")
+        os.replace(tmp, dst)
+        record.unlink(missing_ok=True)
+        if empty:
+            print(f"finpeft: {empty} row(s) with an empty text got no prediction (empty label and scores)",
+                  file=sys.stderr)
+        return n
+
+    def _scored_chunk(self, chunk: pd.DataFrame, texts: pd.Series, filled: np.ndarray) -> pd.DataFrame:
+        scores = np.full(len(chunk), np.nan, dtype=np.float32)
+        if filled.any():
+            scores[filled] = self.predict_scores(texts[filled].tolist())
+        out_col = "predicted_score" if "score" in chunk.columns else "score"  # never overwrite gold scores
+        return chunk.assign(**{out_col: scores.round(6)})
+
+    def _labelled_chunk(self, chunk: pd.DataFrame, texts: pd.Series, filled: np.ndarray) -> pd.DataFrame:
+        probs = np.full((len(chunk), len(self.labels)), np.nan, dtype=np.float32)
+        if filled.any():
+            probs[filled] = self.predict_proba(texts[filled].tolist())
+        out_col = "predicted_label" if "label" in chunk.columns else "label"  # never overwrite gold labels
+        return chunk.assign(**{out_col: [self.display_labels[int(p.argmax())] if ok else ""
+                                         for p, ok in zip(probs, filled)]},
+                            **{f"p_{l}": probs[:, i].round(6) for i, l in enumerate(self.display_labels)},
+                            score=self.score(probs).round(6))
+
+
+def _resume_point(tmp: Path, record: Path, job: dict) -> dict:
+    """Where an earlier, interrupted run of the same job stopped: rows and bytes written; else from zero."""
+    try:
+        prev = json.loads(record.read_text(encoding="utf-8"))
+        if tmp.is_file() and all(prev.get(k) == v for k, v in job.items()) and tmp.stat().st_size >= prev["bytes"]:
+            return {"rows": int(prev["rows"]), "chunks": int(prev["chunks"]), "bytes": int(prev["bytes"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return {"rows": 0, "chunks": 0, "bytes": 0}
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def check_output_path(dst: Path) -> None:
+    if dst.suffix.lower() not in (".csv", ".jsonl"):
+        raise FinpeftError(f"{dst}: output must be .csv or .jsonl")
+    if not dst.parent.is_dir():
+        raise FinpeftError(f"{dst}: folder {dst.parent} does not exist")
+
+
+def as_texts(texts) -> list[str]:
+    """The texts of a predict call: a bare string is one text; non-strings and empty texts are refused (an empty
+    text has no sentiment, and scoring it would answer with the model's prior)."""
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (bytes, dict)) or not hasattr(texts, "__iter__"):
+        raise TypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] is a {type(t).__name__}, not a string")
+        if not t.strip():
+            raise ValueError(f"texts[{i}] is empty or whitespace-only: there is nothing to score")
+    return texts
+
+
+def _progress(enabled: bool, initial: int = 0, total: int | None = None):
+    """A tqdm bar (done/total, rate, ETA) in a terminal; elsewhere (cron, logs) one plain line per chunk."""
+    if not enabled:
+        return lambda k: None
+    if sys.stderr.isatty():
+        from tqdm.auto import tqdm
+        return tqdm(unit=" rows", desc="scoring", initial=initial, total=total).update
+    import time
+    state = {"done": initial, "t0": time.perf_counter(), "start": initial}
+
+    def line(k: int) -> None:
+        state["done"] += k
+        rate = (state["done"] - state["start"]) / max(time.perf_counter() - state["t0"], 1e-9)
+        of = f"/{total}" if total else ""
+        eta = f", ETA {(total - state['done']) / rate:.0f}s" if total and rate > 0 else ""
+        print(f"finpeft: scored {state['done']}{of} rows ({rate:.1f} rows/s{eta})", file=sys.stderr, flush=True)
+    return line
+
+
+def count_rows(path: Path) -> int | None:
+    """Data rows of a CSV/TSV/JSONL file (lines, less the header) or Parquet file, cheaply; None if unknown."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+            return pq.ParquetFile(path).metadata.num_rows
+        with open(path, "rb") as f:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        return max(0, lines - (path.suffix.lower() in (".csv", ".tsv")))
+    except OSError:
+        return None
+
+
+def iter_chunks(path: Path, chunk_size: int, encoding: str = "auto") -> Iterator[pd.DataFrame]:
+    from finpeft.data.encoding import resolve_encoding
+    from finpeft.data.load import READERS, read_table
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise FinpeftError(f"{path}: file not found")
+    if suffix not in READERS:
+        raise FinpeftError(f"{path}: unsupported file type {suffix}; use .csv, .tsv, .jsonl or .parquet")
+    if path.stat().st_size == 0:
+        raise FinpeftError(f"{path}: file is empty")
+    encoding = resolve_encoding(path, encoding)
+    try:
+        if suffix in (".csv", ".tsv"):
+            yield from pd.read_csv(path, sep=READERS[suffix], dtype=str, keep_default_na=False, chunksize=chunk_size,
+                                   encoding=encoding)
+        elif suffix == ".jsonl":
+            yield from pd.read_json(path, lines=True, chunksize=chunk_size, encoding=encoding)
+        elif suffix == ".parquet":
+            import pyarrow.parquet as pq
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
+                yield batch.to_pandas()
+        else:
+            yield read_table(path, encoding)
+    except UnicodeDecodeError:
+        raise FinpeftError(f"{path}: not valid {encoding}; set --encoding (e.g. cp1252) or re-save it as UTF-8") from None
+    except (ValueError, pd.errors.ParserError) as e:
+        raise FinpeftError(f"{path}: cannot be read: {str(e).splitlines()[0]}") from None

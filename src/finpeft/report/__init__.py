@@ -1,0 +1,1 @@
+"""Stage 5, reports: metrics and the report.md / plots of a run (classification.py, regression.py)."""

@@ -1,0 +1,63 @@
+"""The package layout is the pipeline: each folder a stage, and data flows one way - no module imports from a
+stage above its own (function-level imports included), so there is no import loop between stages."""
+import ast
+from pathlib import Path
+
+import finpeft
+
+ROOT = Path(finpeft.__file__).parent
+LAYERS = [  # lowest first; a module may import its own stage and any below it
+    ["finpeft.errors", "finpeft.version"],
+    ["finpeft.data"],
+    ["finpeft.core"],
+    ["finpeft.models"],
+    ["finpeft.methods"],
+    ["finpeft.report"],
+    ["finpeft.training", "finpeft.llm"],
+    ["finpeft.inference"],
+    ["finpeft.experiments"],
+    ["finpeft.api", "finpeft.cli", "finpeft.__main__", "finpeft"],  # the documented API and the CLI over it
+]
+
+
+def layer(module: str) -> int:
+    best = None
+    for i, prefixes in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and (best is None or len(p) > best[1]):
+                best = (i, len(p))
+    assert best is not None, f"{module} is in no stage of LAYERS"
+    return best[0]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("finpeft"):
+            for alias in node.names:  # `from finpeft.models import features`: the module imported is .features
+                full = f"{node.module}.{alias.name}"
+                yield full if (ROOT.parent / full.replace(".", "/")).with_suffix(".py").is_file() else node.module
+        elif isinstance(node, ast.Import):
+            yield from (a.name for a in node.names if a.name.startswith("finpeft"))
+
+
+def test_no_module_imports_from_a_stage_above_its_own():
+    upward = []
+    for path in sorted(ROOT.rglob("*.py")):
+        me = module_name(path)
+        for target in imports(path):
+            if layer(target) > layer(me):
+                upward.append(f"{me} -> {target}")
+    assert not upward, "imports that go up the pipeline:\n" + "\n".join(upward)
+
+
+def test_the_root_holds_only_the_api_the_cli_and_leaf_modules():
+    flat = sorted(p.name for p in ROOT.glob("*.py"))
+    assert flat == ["__init__.py", "__main__.py", "api.py", "errors.py", "version.py"], flat
+    stages = sorted(p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").is_file())
+    assert stages == ["cli", "core", "data", "experiments", "inference", "llm", "methods", "models", "report",
+                      "training"], stages
