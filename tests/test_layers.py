@@ -61,3 +61,24 @@ def test_the_root_holds_only_the_api_the_cli_and_leaf_modules():
     stages = sorted(p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").is_file())
     assert stages == ["cli", "core", "data", "experiments", "inference", "llm", "methods", "models", "report",
                       "training"], stages
+
+
+def test_every_registered_method_keeps_the_method_protocol():
+    """One module + one registry line: each reads into a MethodSpec (defaults filled in one place); a module that
+    breaks the protocol is a TypeError naming what it lacks."""
+    import types
+    import pytest
+    from pydantic import BaseModel
+    from finpeft.inference.onnx import exportable
+    from finpeft.methods import METHODS, get_method, method_spec
+    specs = {n: get_method(n) for n in METHODS}
+    assert {s.ARTIFACT for s in specs.values()} == {"hf", "peft", "frozen"}
+    assert all((s.build_head if s.ARTIFACT == "frozen" else s.build) for s in specs.values())
+    assert specs["qlora"].check.__module__ == "finpeft.methods.qlora" and specs["full"].check(None) is None
+    assert specs["t5-head"].TASKS == ("classification",) and "regression" in specs["lora"].TASKS
+    assert exportable() == "full, head, lora, dora, mamba-adapter, attention-adapter"
+    assert specs["bilstm"].ONNX is False and specs["gamba"].ONNX is None
+    broken = types.ModuleType("finpeft.methods.broken")
+    broken.ARTIFACT, broken.Options = "frozen", type("Options", (BaseModel,), {})
+    with pytest.raises(TypeError, match="build_head"):
+        method_spec("broken", broken)

@@ -23,9 +23,12 @@ from finpeft.core.runs import finish
 
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-EXPORTABLE = "full, head, lora, dora, mamba-adapter, attention-adapter"  # checked against torch; see the tests
-# Packed LSTM sequences have no ONNX form in torch's exporter (and it prints C++ warnings on the way out).
-NOT_EXPORTABLE = {"bilstm", "cnn-lstm"}
+
+
+def exportable() -> str:
+    """The methods whose exports are tested against torch (each method module's ONNX = True)."""
+    from finpeft.methods import METHODS, get_method
+    return ", ".join(n for n in METHODS if get_method(n).ONNX)
 
 
 def _require_onnx():
@@ -212,9 +215,10 @@ def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize:
         raise FinpeftError(f"{run_dir}: already an ONNX export; export the run it came from")
     if info["artifact"] == "ensemble":
         raise FinpeftError(f"{run_dir}: an ensemble cannot be exported as one graph; export its members")
-    if info["method"] in NOT_EXPORTABLE:
+    from finpeft.methods import get_method
+    if get_method(info["method"]).ONNX is False:
         raise FinpeftError(f"{run_dir}: method {info['method']} cannot be exported to ONNX (its LSTM runs on packed "
-                           f"sequences); methods that export: {EXPORTABLE}")
+                           f"sequences); methods that export: {exportable()}")
     if parity_rows < 0:
         raise FinpeftError(f"--parity-rows must be 0 or more, not {parity_rows}")
     _require_onnx()
@@ -242,7 +246,7 @@ def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize:
         except Exception as e:  # tracer/exporter failures name the op; report them on one line
             detail = str(e).splitlines()[0][:160] if str(e) else ""
             raise FinpeftError(f"{run_dir}: method {info['method']} could not be exported to ONNX ({type(e).__name__}: "
-                               f"{detail}); methods that export: {EXPORTABLE}") from None
+                               f"{detail}); methods that export: {exportable()}") from None
         if quantize:
             _quantize_int8(fp32, work / "model.onnx")
             fp32.unlink()

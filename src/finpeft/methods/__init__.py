@@ -3,19 +3,26 @@
     Options   pydantic model of its recipe options (method.<option>=...)
     ARTIFACT  "hf" (a standard transformers model dir), "peft" (an adapter dir over the backbone) or
               "frozen" (a head over the frozen backbone's states, trained from the feature cache)
-    check(opts)                              fail early (before data and model are loaded)
     build(model_path, labels, opts, model_cfg) -> torch.nn.Module for sequence classification   ("hf", "peft")
     build_head(hidden_size, n_labels, opts)  -> head module, see methods/frozen.py                ("frozen")
-    TRAIN_DEFAULTS (optional)  train.* values used where the recipe does not set them
-    TASKS (optional)  the data.task values it supports (default both: "classification", "regression"; a
-              regression model has one output, trained with MSE on standardised scores)
+  optional (MethodSpec supplies the default):
+    check(opts)       fail early, before data and model are loaded (default: nothing to check)
+    TRAIN_DEFAULTS    train.* values used where the recipe does not set them (default: none)
+    TASKS             the data.task values it supports (default both: "classification", "regression"; a
+                      regression model has one output, trained with MSE on standardised scores)
+    saved_model(m)    the module to save_pretrained after training (default: the trained model itself)
+    ONNX              True: exports to ONNX and is tested against torch; False: cannot export; None
+                      (default): not tested, the export is tried and checked for parity
 
-Adding a method = one module + one line below.
+Adding a method = one module + one line below. `method_spec` reads a module once into a typed MethodSpec, so
+the rest of finpeft never probes a module with getattr.
 """
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Callable, Literal
 
 from pydantic import ValidationError
 
@@ -43,13 +50,53 @@ METHODS: dict[str, str] = {
 }
 
 
-def get_method(name: str) -> ModuleType:
+def _no_check(opts) -> None:
+    pass
+
+
+def _as_saved(model):
+    return model
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method module read once, its optional parts filled with their defaults (see the module docstring)."""
+    name: str
+    module: ModuleType
+    ARTIFACT: Literal["hf", "peft", "frozen"]
+    Options: type
+    build: Callable | None = None
+    build_head: Callable | None = None
+    check: Callable = _no_check
+    TRAIN_DEFAULTS: dict = field(default_factory=dict)
+    TASKS: tuple = ("classification", "regression")
+    saved_model: Callable = _as_saved
+    ONNX: bool | None = None
+
+
+def method_spec(name: str, module: ModuleType) -> MethodSpec:
+    from pydantic import BaseModel
+    artifact = getattr(module, "ARTIFACT", None)
+    options = getattr(module, "Options", None)
+    needed = "build_head" if artifact == "frozen" else "build"
+    if artifact not in ("hf", "peft", "frozen") or not (isinstance(options, type) and issubclass(options, BaseModel)) \
+            or not callable(getattr(module, needed, None)):
+        raise TypeError(f"method module {module.__name__} breaks the method protocol: it needs ARTIFACT "
+                        f"(hf/peft/frozen), an Options pydantic model and {needed}()")
+    optional = {k: getattr(module, k) for k in ("check", "TRAIN_DEFAULTS", "TASKS", "saved_model", "ONNX")
+                if hasattr(module, k)}
+    return MethodSpec(name=name, module=module, ARTIFACT=artifact, Options=options,
+                      build=getattr(module, "build", None), build_head=getattr(module, "build_head", None),
+                      **{**optional, **({"TASKS": tuple(optional["TASKS"])} if "TASKS" in optional else {})})
+
+
+def get_method(name: str) -> MethodSpec:
     if name not in METHODS:
         raise FinpeftError(f"unknown method {name!r}: use one of {', '.join(METHODS)}")
-    return importlib.import_module(METHODS[name])
+    return method_spec(name, importlib.import_module(METHODS[name]))
 
 
-def method_options(module: ModuleType, method_cfg) -> object:
+def method_options(module: MethodSpec, method_cfg) -> object:
     opts = {k: v for k, v in method_cfg.model_dump().items() if k != "name"}
     try:
         return module.Options.model_validate(opts)
@@ -57,12 +104,12 @@ def method_options(module: ModuleType, method_cfg) -> object:
         raise FinpeftError(f"method {method_cfg.name}: {format_validation_error(e, module.Options)}") from None
 
 
-def supports(module: ModuleType, task: str) -> bool:
-    return task in getattr(module, "TASKS", ("classification", "regression"))
+def supports(method: MethodSpec, task: str) -> bool:
+    return task in method.TASKS
 
 
-def checked_method(method_cfg) -> tuple[ModuleType, object]:
-    """The method module and its validated options, after the method's own early checks."""
+def checked_method(method_cfg) -> tuple[MethodSpec, object]:
+    """The method and its validated options, after the method's own early checks."""
     module = get_method(method_cfg.name)
     opts = method_options(module, method_cfg)
     module.check(opts)

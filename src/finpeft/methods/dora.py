@@ -4,8 +4,8 @@ from pydantic import Field
 from finpeft.methods import lora
 
 ARTIFACT = "peft"
+ONNX = True  # exports, checked against torch in tests/test_export.py
 TRAIN_DEFAULTS = lora.TRAIN_DEFAULTS
-check = lora.check
 
 
 class Options(lora.Options):

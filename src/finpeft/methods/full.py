@@ -2,10 +2,7 @@
 from finpeft.methods.common import NoOptions as Options, load_classifier  # noqa: F401  (Options: the method protocol)
 
 ARTIFACT = "hf"
-
-
-def check(opts) -> None:
-    pass
+ONNX = True  # exports, checked against torch in tests/test_export.py
 
 
 def build(model_path, labels, opts, model_cfg):

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field
 
 from finpeft.methods import mamba_adapter
-from finpeft.methods.mamba_adapter import ARTIFACT, TRAIN_DEFAULTS, check  # noqa: F401
+from finpeft.methods.mamba_adapter import ARTIFACT, TRAIN_DEFAULTS  # noqa: F401
 
 
 class Options(mamba_adapter.Options):

@@ -4,6 +4,7 @@ from pydantic import BaseModel, ConfigDict
 from finpeft.methods.common import load_classifier
 
 ARTIFACT = "hf"
+ONNX = True  # exports, checked against torch in tests/test_export.py
 # A linear head on frozen features needs a far larger step than full fine-tuning's 5e-5 to move in 3 epochs.
 TRAIN_DEFAULTS = {"lr": 1e-3}
 
@@ -11,10 +12,6 @@ TRAIN_DEFAULTS = {"lr": 1e-3}
 class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
     train_pooler: bool = True
-
-
-def check(opts) -> None:
-    pass
 
 
 def build(model_path, labels, opts, model_cfg):

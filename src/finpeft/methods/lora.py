@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from finpeft.methods.common import load_classifier
 
 ARTIFACT = "peft"
+ONNX = True  # exports, checked against torch in tests/test_export.py
 TRAIN_DEFAULTS = {"lr": 1e-3}  # adapters from zero need a larger step than full fine-tuning (5e-5)
 
 # Suffix-matched by peft. "output.dense" catches attention.output.dense and the FFN output, not pooler.dense.
@@ -35,10 +36,6 @@ class Options(BaseModel):
     target_modules: list[str] | Literal["auto", "all-linear"] = "auto"
     use_rslora: bool = False
     use_dora: bool = False
-
-
-def check(opts) -> None:
-    pass
 
 
 def lora_config(model, opts):

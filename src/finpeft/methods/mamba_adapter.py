@@ -7,6 +7,8 @@ from pydantic import Field
 
 from finpeft.methods.frozen import ARTIFACT, TRAIN_DEFAULTS, FrozenOptions  # noqa: F401  (the method's interface)
 
+ONNX = True  # exports, checked against torch in tests/test_export.py
+
 
 class Options(FrozenOptions):
     inputs: Literal["cls", "tokens"] = "cls"
@@ -23,10 +25,6 @@ class Options(FrozenOptions):
     attention_heads: int = Field(4, ge=1)
     mlp_ratio: float = Field(2.0, gt=0)
     rmsnorm_eps: float = Field(1e-5, gt=0)
-
-
-def check(opts) -> None:
-    pass
 
 
 def check_widths(hidden: int, opts) -> None:

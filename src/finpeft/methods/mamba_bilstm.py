@@ -2,7 +2,7 @@
 with LoRA on the Mamba blocks (`method.lora_r=8`; the BiLSTM and the linear head always train in full)."""
 from pydantic import Field
 
-from finpeft.methods.scratch_common import (TRAIN_DEFAULTS, TASKS, check, from_config, saved_model, scratch_config,  # noqa: F401
+from finpeft.methods.scratch_common import (TRAIN_DEFAULTS, TASKS, from_config, saved_model, scratch_config,  # noqa: F401
                              with_lora)
 from finpeft.methods.scratch_common import Options as ScratchOptions
 

@@ -1,6 +1,6 @@
 """mamba-lm: a Mamba2 language model pretrained from scratch (finpeft pretrain objective=clm), fine-tuned in
 full (or with LoRA: `method.lora_r=8`, merged when saved) with a linear head on the last token's state."""
-from finpeft.methods.scratch_common import (TRAIN_DEFAULTS, TASKS, Options, check, from_config, saved_model,  # noqa: F401
+from finpeft.methods.scratch_common import (TRAIN_DEFAULTS, TASKS, Options, from_config, saved_model,  # noqa: F401
                              scratch_config, with_lora)
 
 ARTIFACT = "hf"

@@ -21,10 +21,6 @@ class Options(BaseModel):
     init_text: str = "Classify the financial sentiment of this sentence as negative, neutral or positive:"
 
 
-def check(opts) -> None:
-    pass
-
-
 def build(model_path, labels, opts, model_cfg):
     from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
     model = load_classifier(model_path, labels, model_cfg)

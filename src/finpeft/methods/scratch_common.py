@@ -20,10 +20,6 @@ class Options(BaseModel):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
-def check(opts) -> None:  # the backbone is checked when it is loaded (scratch_config)
-    pass
-
-
 def scratch_config(model_path: str, labels: list[str], model_type: str, method: str, model_cfg,
                    dropout: float | None = None):
     from transformers import AutoConfig

@@ -1,7 +1,7 @@
 """t5-head: a T5 pretrained from scratch (finpeft pretrain objective=span) with transformers'
 T5ForSequenceClassification head (the </s> state of the decoder), fine-tuned in full or with LoRA
 (`method.lora_r=8`, merged when saved)."""
-from finpeft.methods.scratch_common import (TRAIN_DEFAULTS, TASKS, Options, check, from_config, saved_model,  # noqa: F401
+from finpeft.methods.scratch_common import (TRAIN_DEFAULTS, TASKS, Options, from_config, saved_model,  # noqa: F401
                              scratch_config, with_lora)
 
 ARTIFACT = "hf"

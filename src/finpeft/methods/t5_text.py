@@ -2,7 +2,7 @@
 with the LM loss on the label word; predictions are the most likely label word (scratch/classify.py).
 `method.lora_r=8` trains LoRA adapters instead of every weight; `method.slim_attention=true` makes decoding
 (`generate_labels`) cache keys only (scratch/slim_attention.py)."""
-from finpeft.methods.scratch_common import TRAIN_DEFAULTS, TASKS, check, saved_model, with_lora  # noqa: F401
+from finpeft.methods.scratch_common import TRAIN_DEFAULTS, TASKS, saved_model, with_lora  # noqa: F401
 from finpeft.methods.scratch_common import Options as ScratchOptions
 
 ARTIFACT = "hf"

@@ -144,7 +144,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"distill_from": str(teacher_dir)})})
     # 1. Everything that can be rejected without a model: method, options, data.
     method, opts = checked_method(recipe.method)
-    recipe = with_method_defaults(recipe, getattr(method, "TRAIN_DEFAULTS", {}))
+    recipe = with_method_defaults(recipe, method.TRAIN_DEFAULTS)
     precision = _precision(recipe.train.precision)
     from finpeft.training.distill import check_transfer
     check_transfer(recipe, method.ARTIFACT == "frozen")
@@ -319,7 +319,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         inspect_frozen(scorer, tokenizer, data.test["text"].tolist(), y, data.labels, work, recipe.model.max_length,
                        t.eval_batch_size, seed=recipe.seed, method=recipe.method.name)
     else:  # a method may save something else than what it trained (scratch methods: LoRA merged)
-        getattr(method, "saved_model", lambda m: m)(trainer.model).save_pretrained(model_dir)
+        method.saved_model(trainer.model).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     run_info = {"finpeft_version": __version__, "artifact": method.ARTIFACT, "method": recipe.method.name,
                 "backbone": recipe.model.backbone, "backbone_path": model_path, "labels": data.labels,
