@@ -82,3 +82,10 @@ def test_every_registered_method_keeps_the_method_protocol():
     broken.ARTIFACT, broken.Options = "frozen", type("Options", (BaseModel,), {})
     with pytest.raises(TypeError, match="build_head"):
         method_spec("broken", broken)
+
+
+def test_the_cli_only_calls_the_documented_api():
+    allowed = ("finpeft.api", "finpeft.errors", "finpeft.version", "finpeft.cli", "finpeft")
+    for path in sorted((ROOT / "cli").glob("*.py")):
+        stray = [t for t in imports(path) if t not in allowed and not t.startswith("finpeft.cli.")]
+        assert not stray, f"{path.name} reaches past finpeft.api: {stray}"

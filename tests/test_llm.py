@@ -314,3 +314,29 @@ def test_llm_recipe_shorthands_are_the_llm_recipe_keys():
     from finpeft.llm.train import load_llm_recipe
     r = load_llm_recipe(None, ["backbone=some/hub-id", "method=dora", "epochs=2", "lr=1e-4"])
     assert (r.backbone, r.method.name, r.train.epochs, r.train.lr) == ("some/hub-id", "dora", 2, 1e-4)
+
+
+def test_an_llm_run_is_a_run_like_any_other(llm_run, tmp_path):
+    """finpeft.load answers the run's first (classification) task with label + probabilities equal to the LLM
+    scorer's; evaluate scores it on other data through the classifier report; results.csv has its row; export
+    refuses it with one line."""
+    import json
+    import pandas as pd
+    import finpeft
+    from finpeft.errors import FinpeftError
+    model = finpeft.load(llm_run)
+    assert model.labels == ["negative", "neutral", "positive"] and model.task == "classification"
+    test = pd.read_csv(llm_run / "predictions" / "fpb.csv").iloc[:4]
+    probs = model.predict_proba(test["input"].tolist())
+    np.testing.assert_allclose(probs, test[["p_negative", "p_neutral", "p_positive"]].to_numpy(), atol=1e-4)
+    out = model.predict(test["input"].tolist()[:1])[0]
+    assert out["label"] == test["prediction"][0] and abs(sum(out["probabilities"].values()) - 1) < 1e-4
+    gold = Path(os.environ["FINPEFT_DATA_DIR"]) / "gold_headlines" / "all.csv"
+    rows = pd.read_csv(gold).query("label in ['positive', 'negative']").iloc[:6]
+    rows[["text", "label"]].to_csv(tmp_path / "gold.csv", index=False)
+    report, m = finpeft.evaluate(llm_run, str(tmp_path / "gold.csv"))
+    assert m["n"] == 6 and (report / "report.md").is_file() and len(m["confusion_matrix"]) == 3
+    rows = pd.read_csv(llm_run.parent / "results.csv")
+    assert {"fpb", "gold"} <= set(rows["dataset"]) and "llm-lora" in set(rows["method"])
+    with pytest.raises(FinpeftError, match="not exported to ONNX"):
+        finpeft.export(llm_run)

@@ -51,7 +51,11 @@ def evaluate(run_dir, data: str | None = None, *, split: str | None = None, text
     from finpeft.inference.evaluate import evaluate_run
     from finpeft.inference.predictor import read_run_info
     run_dir = Path(run_dir)
-    read_run_info(run_dir)
+    info = read_run_info(run_dir)
+    if data is None and info["artifact"] == "llm":  # an LLM run's own data: its first task's dataset
+        data = (info.get("tasks") or [{}])[0].get("dataset")
+        if data is None:
+            raise FinpeftError(f"{run_dir}: the run's task reads its own files; pass --data")
     if split not in (None, "test", "all"):
         raise FinpeftError(f"--split must be test or all, not {split!r}")
     if data is None:  # the run's own data, split exactly as in training
@@ -76,6 +80,54 @@ def evaluate(run_dir, data: str | None = None, *, split: str | None = None, text
                                     "encoding": encoding or own.get("encoding", "auto"),
                                     "label_map": mapping}}, "--data").data
     return evaluate_run(run_dir, cfg, split or ("all" if Path(data).is_file() else "test"))
+
+
+def predict_file(run_dir, input, output, *, text_column: str = "text", chunk_size: int = 2048,
+                 encoding: str = "auto", progress: bool = True) -> int:
+    """Score a CSV/TSV/JSONL/Parquet file into a CSV/JSONL file (label, probabilities, score per row), chunk by
+    chunk; an interrupted call resumes. Returns the rows scored.
+    Example: `finpeft.predict_file("runs/fpb-full-minilm-l6-s42", "news.csv", "scored.csv")`."""
+    from finpeft.data.encoding import check_encoding
+    from finpeft.inference.predictor import Predictor, check_output_path
+    if not Path(input).is_file():
+        raise FinpeftError(f"{input}: file not found")
+    check_output_path(Path(output))
+    return Predictor(run_dir).predict_file(input, output, text_column, chunk_size, progress=progress,
+                                           encoding=check_encoding(encoding))
+
+
+def check_data(dataset: str, *, text_column: str = "text", label_column: str = "label", encoding: str = "auto",
+               task: str | None = None):
+    """The data doctor's report on a dataset (class balance or score range, lengths, duplicates, conflicting
+    labels, cross-split leakage); `.to_text()` prints it. Example: `finpeft.check_data("tfns").to_text()`."""
+    from finpeft.data.doctor import check
+    from finpeft.data.encoding import check_encoding
+    from finpeft.data.load import load_raw
+    if task not in (None, "classification", "regression"):
+        raise FinpeftError(f"--task must be classification or regression, not {task!r}")
+    return check(load_raw(dataset, text_column, label_column, check_encoding(encoding)), task=task)
+
+
+def catalog() -> dict:
+    """What is built in: {"datasets": {id: description}, "backbones": {name: hub id}, "methods": [...]}.
+    Example: `finpeft.catalog()["methods"]`."""
+    from finpeft.data.catalog import CATALOG
+    from finpeft.methods import METHODS
+    from finpeft.models.backbones import REGISTRY
+    return {"datasets": {e.id: e.description for e in CATALOG.values()},
+            "backbones": {b.name: b.hub_id + (" (packaged, offline)" if b.package else "") for b in REGISTRY.values()},
+            "methods": list(METHODS)}
+
+
+def summarise(metrics: dict) -> str:
+    """One line of an evaluation's metrics (classification: accuracy, F1s, ECE; regression: MSE, R², ...).
+    Example: `print(finpeft.summarise(finpeft.evaluate(run, "tfns")[1]))`."""
+    head = f"{metrics['dataset']} ({metrics['split']}, n={metrics['n']}): "
+    if metrics.get("task") == "regression":
+        from finpeft.report.regression import summary_lines
+        return head + "\n".join(summary_lines(metrics)).removeprefix("test ")
+    return head + (f"accuracy {metrics['accuracy']:.4f} | macro-F1 {metrics['macro_f1']:.4f} | weighted-F1 "
+                   f"{metrics['weighted_f1']:.4f} | ECE {metrics['ece']:.4f}")
 
 
 def pretrain(recipe: str | None = None, overrides: Sequence[str] | None = None, output: str | Path = "", *,
@@ -194,5 +246,24 @@ def llm_predict(run_dirs: Sequence, texts=None, *, adapter: str | None = None, t
                         max_new_tokens=max_new_tokens)
 
 
-__all__ = ["train", "load", "evaluate", "pretrain", "export", "serve", "ensemble", "bench", "tune", "ablate",
-           "llm_train", "llm_evaluate", "llm_predict"]
+def llm_compare(recipe: str | None = None, overrides: Sequence[str] | None = None, output="", *,
+                echo: Callable | None = None) -> Path:
+    """Each task of a multi-task LLM recipe trained alone vs all mixed, per-task scores side by side (compare.md).
+    Example: `finpeft.llm_compare(None, ["tasks=[fpb,tfns]"], "runs/llm-compare")`."""
+    from finpeft.llm.compare import compare_single_multi
+    from finpeft.llm.train import load_llm_recipe
+    r = load_llm_recipe(recipe, list(overrides or []))
+    if len(r.tasks) < 2:
+        raise FinpeftError("compare needs at least two tasks, e.g. tasks=[fpb,tfns]")
+    return compare_single_multi(r, output, echo=echo or (lambda m: None))
+
+
+def llm_merge(run_dir, output, *, overwrite: bool = False) -> Path:
+    """Fold an LLM run's LoRA adapter into the base weights: a standalone transformers model dir (a backbone).
+    Example: `finpeft.llm_merge("runs/llm-fpb-lora-smollm2-135m-s42", "models/smollm2-fpb")`."""
+    from finpeft.llm.train import merge_run
+    return merge_run(run_dir, output, overwrite)
+
+
+__all__ = ["train", "load", "evaluate", "summarise", "predict_file", "check_data", "catalog", "pretrain", "export", "serve", "ensemble", "bench", "tune", "ablate",
+           "llm_train", "llm_evaluate", "llm_predict", "llm_compare", "llm_merge"]

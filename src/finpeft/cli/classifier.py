@@ -167,12 +167,7 @@ def evaluate(
     from finpeft import api
     out, m = api.evaluate(run_dir, data, split=split, text_column=text_column, label_column=label_column,
                           label_map=label_map, encoding=encoding)
-    if m.get("task") == "regression":
-        from finpeft.report.regression import summary_lines
-        typer.echo(f"{m['dataset']} ({m['split']}, n={m['n']}): " + "\n".join(summary_lines(m)).removeprefix("test "))
-    else:
-        typer.echo(f"{m['dataset']} ({m['split']}, n={m['n']}): accuracy {m['accuracy']:.4f} | macro-F1 "
-                   f"{m['macro_f1']:.4f} | weighted-F1 {m['weighted_f1']:.4f} | ECE {m['ece']:.4f}")
+    typer.echo(api.summarise(m))
     typer.echo(f"report: {out / 'report.md'}")
 
 
@@ -192,19 +187,14 @@ def predict(
         raise FinpeftError("give either --text (repeatable) or --input FILE --output FILE")
     if input and not output:
         raise FinpeftError("--input needs --output")
-    if input and not input.is_file():
-        raise FinpeftError(f"{input}: file not found")
-    from finpeft.inference.predictor import Predictor, check_output_path
-    if output:
-        check_output_path(output)
-    p = Predictor(run_dir)
+    from finpeft import api
     if text:
-        for t, r in zip(text, p.predict(text)):
+        for t, r in zip(text, api.load(run_dir).predict(text)):
             typer.echo(json.dumps({"text": t, **r}, ensure_ascii=False))
         return
-    from finpeft.data.encoding import check_encoding
     try:
-        n = p.predict_file(input, output, text_column, chunk_size, progress=True, encoding=check_encoding(encoding))
+        n = api.predict_file(run_dir, input, output, text_column=text_column, chunk_size=chunk_size,
+                             encoding=encoding)
     except KeyboardInterrupt:
         print(f"finpeft: interrupted; the rows scored so far are kept ({output.name}.partial beside {output}); "
               "the same command resumes after them", file=sys.stderr)

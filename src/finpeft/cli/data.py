@@ -5,7 +5,6 @@ from typing import Optional
 
 import typer
 
-from finpeft.errors import FinpeftError
 
 from finpeft.cli import app, data_app
 
@@ -24,25 +23,20 @@ def data_check(
     readable."""
     import dataclasses
     import json
-    from finpeft.data.doctor import check
-    from finpeft.data.encoding import check_encoding
-    from finpeft.data.load import load_raw
-    if task not in (None, "classification", "regression"):
-        raise FinpeftError(f"--task must be classification or regression, not {task!r}")
-    report = check(load_raw(dataset, text_column, label_column, check_encoding(encoding)), task=task)
+    from finpeft import api
+    report = api.check_data(dataset, text_column=text_column, label_column=label_column, encoding=encoding, task=task)
     typer.echo(json.dumps(dataclasses.asdict(report), indent=2) if json_out else report.to_text())
 
 
 @app.command("list")
 def list_things():
     """List built-in datasets, backbones and methods."""
-    from finpeft.models.backbones import REGISTRY
-    from finpeft.data.catalog import CATALOG
-    from finpeft.methods import METHODS
+    from finpeft import api
+    things = api.catalog()
     typer.echo("datasets:")
-    for e in CATALOG.values():
-        typer.echo(f"  {e.id:16s} {e.description}")
+    for name, description in things["datasets"].items():
+        typer.echo(f"  {name:16s} {description}")
     typer.echo("backbones:")
-    for b in REGISTRY.values():
-        typer.echo(f"  {b.name:16s} {b.hub_id}{' (packaged, offline)' if b.package else ''}")
-    typer.echo("methods: " + ", ".join(METHODS))
+    for name, where in things["backbones"].items():
+        typer.echo(f"  {name:16s} {where}")
+    typer.echo("methods: " + ", ".join(things["methods"]))

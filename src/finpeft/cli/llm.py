@@ -33,13 +33,9 @@ def llm_compare(
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the runs and compare.md (resumes)."),
 ):
     """Each task trained alone vs all tasks mixed: per-task scores side by side (negative transfer)."""
-    from finpeft.llm.compare import compare_single_multi
-    from finpeft.llm.train import load_llm_recipe
+    from finpeft import api
     recipe, items = _recipe_and_overrides(recipe, overrides)
-    r = load_llm_recipe(recipe, items)
-    if len(r.tasks) < 2:
-        raise FinpeftError("compare needs at least two tasks, e.g. tasks=[fpb,tfns]")
-    out = compare_single_multi(r, output, echo=lambda m: typer.echo(f"[finpeft] {m}", err=True))
+    out = api.llm_compare(recipe, items, output, echo=lambda m: typer.echo(f"[finpeft] {m}", err=True))
     typer.echo((out / "compare.md").read_text(encoding="utf-8"))
 
 
@@ -101,5 +97,5 @@ def llm_merge(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dir."),
 ):
     """Fold the adapter into the base weights: a standalone transformers model (safetensors)."""
-    from finpeft.llm.train import merge_run
-    typer.echo(f"merged model -> {merge_run(run_dir, output, overwrite)}")
+    from finpeft import api
+    typer.echo(f"merged model -> {api.llm_merge(run_dir, output, overwrite=overwrite)}")

@@ -27,6 +27,9 @@ def evaluate_run(run_dir: str | Path, data_cfg, split: str = "test") -> tuple[Pa
     info = read_run_info(run_dir)  # a bad run dir fails before any data or model work
     if info.get("task") == "regression":
         return _evaluate_scores(run_dir, info, data_cfg, split)
+    if info.get("task") == "generation":
+        raise FinpeftError(f"{run_dir}: an LLM run whose task ({info.get('llm_task')}) answers in free text; score "
+                           "it with `finpeft llm evaluate`")
     if split == "all":
         raw = load_raw(data_cfg.dataset, data_cfg.text_column, data_cfg.label_column, data_cfg.encoding)
         if not raw.labelled:

@@ -215,6 +215,9 @@ def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize:
         raise FinpeftError(f"{run_dir}: already an ONNX export; export the run it came from")
     if info["artifact"] == "ensemble":
         raise FinpeftError(f"{run_dir}: an ensemble cannot be exported as one graph; export its members")
+    if info["artifact"] == "llm":
+        raise FinpeftError(f"{run_dir}: LLM runs are not exported to ONNX (serve or load the run itself; "
+                           "`finpeft llm merge` folds the adapter into a plain transformers model)")
     from finpeft.methods import get_method
     if get_method(info["method"]).ONNX is False:
         raise FinpeftError(f"{run_dir}: method {info['method']} cannot be exported to ONNX (its LSTM runs on packed "

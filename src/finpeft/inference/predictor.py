@@ -33,7 +33,11 @@ class Predictor:
         # "regression": one output, a score (run.json `target`: the training scores' mean/std it was trained on)
         self.task: str = self.info.get("task", "classification")
         self._torch = torch
-        self.onnx = None
+        self.onnx = self.llm = None
+        if self.info["artifact"] == "llm":  # a `finpeft llm train` run: its first task, through the LLM scorer
+            from finpeft.llm.predict import LLMPredictor
+            self.members, self.llm = None, LLMPredictor([self.run_dir], max_length=self.max_length)
+            return
         if self.info["artifact"] == "onnx":  # a `finpeft export` folder: onnxruntime, no torch model
             from finpeft.inference.onnx import OnnxClassifier
             self.members, self.onnx = None, OnnxClassifier(self.run_dir)
@@ -52,9 +56,12 @@ class Predictor:
     def predict_proba(self, texts: list[str] | str) -> np.ndarray:
         """(n, n_labels) class probabilities. A bare string is one text; an empty text is a ValueError."""
         texts = as_texts(texts)
-        if self.task == "regression":
-            raise TypeError(f"{self.run_dir} is a regression run: it has no class probabilities; use "
-                            "predict() or predict_scores()")
+        if self.task in ("regression", "generation"):
+            raise TypeError(f"{self.run_dir} is a {self.task} run: it has no class probabilities; use predict()"
+                            + (" or predict_scores()" if self.task == "regression" else ""))
+        if self.llm is not None:  # constrained label scoring: P(each label's verbaliser | prompt), normalised
+            frame = self.llm.predict(texts, self.llm.adapters[0])
+            return frame[[f"p_{l}" for l in self.labels]].to_numpy(dtype=np.float32)
         if self.members:
             parts = [m.predict_proba(texts)[:, [m.labels.index(l) for l in self.labels]] for m in self.members]
             return np.tensordot(self.weights / self.weights.sum(), np.stack(parts), axes=1).astype(np.float32)
@@ -89,6 +96,9 @@ class Predictor:
         one text (a list of one comes back)."""
         if self.task == "regression":
             return [{"score": round(float(s), 6)} for s in self.predict_scores(texts)]
+        if self.task == "generation":  # an LLM run whose task answers in free text (headline, NER, summary, ...)
+            frame = self.llm.predict(as_texts(texts), self.llm.adapters[0])
+            return [{"text": str(t)} for t in frame["prediction"]]
         probs = self.predict_proba(texts)
         scores = self.score(probs)
         return [{"label": self.display_labels[int(p.argmax())],

@@ -39,7 +39,11 @@ def resolve_model_dir(run_dir: str | Path, backend: str) -> Path:
     onnx/ folder, as `finpeft export` writes them)."""
     from finpeft.inference.predictor import read_run_info
     run_dir = Path(run_dir)
-    artifact = read_run_info(run_dir)["artifact"]
+    run_info = read_run_info(run_dir)
+    artifact = run_info["artifact"]
+    if run_info.get("task") == "generation":
+        raise FinpeftError(f"{run_dir}: this LLM run's task ({run_info.get('llm_task')}) answers in free text; the "
+                           "server answers label + probabilities (classification) or a score (regression)")
     if backend not in ("auto", "torch", "onnx"):
         raise FinpeftError(f"--backend must be auto, torch or onnx, not {backend!r}")
     if backend == "torch" and artifact == "onnx":

@@ -303,6 +303,15 @@ def train_llm(recipe: LLMRecipe, output: str | Path | None = None, overwrite: bo
     write_atomic(work / "metrics.json", json.dumps(metrics, indent=2))
     write_atomic(work / "report.md", render_report(info, metrics))
     finish(work, out)
+    from finpeft.core.runs import append_result
+    for t in tasks:  # one results.csv row per task, beside the classifier runs' rows
+        m = metrics[t.name]
+        append_result(out.parent / "results.csv", {
+            **{k: m[k] for k in ("accuracy", "macro_f1", "weighted_f1", "mse", "r2", "pearson") if k in m},
+            "date": info["date"], "run_dir": str(out), "dataset": t.dataset or t.name, "split": "test",
+            "method": f"llm-{m_name}" if (m_name := recipe.method.name) else "llm", "backbone": recipe.backbone,
+            "seed": recipe.seed, "train_seconds": info["train_seconds"], "trainable_params": trainable,
+            "task": "classification" if t.is_classification else ("regression" if "mse" in m else "generation")})
     return out
 
 
