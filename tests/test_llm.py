@@ -326,10 +326,14 @@ def test_an_llm_run_is_a_run_like_any_other(llm_run, tmp_path):
     from finpeft.errors import FinpeftError
     model = finpeft.load(llm_run)
     assert model.labels == ["negative", "neutral", "positive"] and model.task == "classification"
-    test = pd.read_csv(llm_run / "predictions" / "fpb.csv").iloc[:4]
-    probs = model.predict_proba(test["input"].tolist())
+    from finpeft.llm.data import task_splits
+    from finpeft.llm.tasks import load_task
+    task = load_task("fpb")
+    texts = task_splits(task, 42).test[task.text_column].iloc[:4].tolist()
+    test = pd.read_csv(llm_run / "predictions" / "fpb.csv").iloc[:4]  # the run's own test scores, same rows
+    probs = model.predict_proba(texts)
     np.testing.assert_allclose(probs, test[["p_negative", "p_neutral", "p_positive"]].to_numpy(), atol=1e-4)
-    out = model.predict(test["input"].tolist()[:1])[0]
+    out = model.predict(texts[:1])[0]
     assert out["label"] == test["prediction"][0] and abs(sum(out["probabilities"].values()) - 1) < 1e-4
     gold = Path(os.environ["FINPEFT_DATA_DIR"]) / "gold_headlines" / "all.csv"
     rows = pd.read_csv(gold).query("label in ['positive', 'negative']").iloc[:6]
