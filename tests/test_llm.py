@@ -320,7 +320,6 @@ def test_an_llm_run_is_a_run_like_any_other(llm_run, tmp_path):
     """finpeft.load answers the run's first (classification) task with label + probabilities equal to the LLM
     scorer's; evaluate scores it on other data through the classifier report; results.csv has its row; export
     refuses it with one line."""
-    import json
     import pandas as pd
     import finpeft
     from finpeft.errors import FinpeftError

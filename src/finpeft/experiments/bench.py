@@ -15,6 +15,10 @@ Grid file:
       - full
       - lora
       - {name: "mamba-adapter (no gate)", overrides: [method=mamba-adapter, method.gate=false]}
+      - {name: "smollm2 lora", track: llm, overrides: [train.epochs=1]}   # an LLM run: `finpeft llm train`
+
+An `llm` entry trains `finpeft llm train tasks=[DATASET] seed=S` + its own overrides (LLM recipe keys; the grid's
+`overrides` and `backbones` are the classifier's and do not apply); its row is that task's test scores.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import threading
 import time
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 import yaml
@@ -49,6 +54,7 @@ class MethodEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     overrides: list[str] = Field(default_factory=list)
+    track: Literal["classifier", "llm"] = "classifier"
 
 
 class Grid(BaseModel):
@@ -102,6 +108,9 @@ def cells(grid: Grid) -> list[dict]:
     out = []
     for ds in grid.datasets:
         for m in grid.methods:
+            if m.track == "llm":
+                out += _llm_cells(ds, m, grid.seeds)
+                continue
             for bb in grid.backbones:
                 for seed in grid.seeds:
                     ov = [*grid.overrides, f"data.dataset={ds}", f"model.backbone={bb}", *m.overrides,
@@ -124,6 +133,29 @@ def cells(grid: Grid) -> list[dict]:
                                "backbone gives the same cell; list one backbone or drop the override")
         seen.add(key)
     return out
+
+
+def _llm_cells(ds: str, m: MethodEntry, seeds: list[int]) -> list[dict]:
+    from finpeft.llm.train import load_llm_recipe
+    out = []
+    for seed in seeds:
+        ov = [f"tasks=[{ds}]", *m.overrides, f"seed={seed}"]
+        try:
+            recipe = load_llm_recipe(None, ov)
+        except FinpeftError as e:
+            raise FinpeftError(f"cell {ds} / {m.name} (llm) / seed {seed}: {e}") from None
+        out.append({"dataset": ds, "method": m.name, "backbone": recipe.backbone, "seed": seed, "overrides": ov,
+                    "track": "llm", "dir": Path(slug(ds)) / slug(m.name) / f"{slug(Path(recipe.backbone).name)}-s{seed}"})
+    return out
+
+
+def cell_metrics(run_dir: Path, cell: dict) -> dict:
+    """A cell's metrics.json; an LLM run's holds one entry per task: the cell's task, with the run's train facts."""
+    m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    if cell.get("track") != "llm":
+        return m
+    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    return {**m[cell["dataset"]], **{k: info.get(k) for k in ("train_seconds", "trainable_params")}}
 
 
 def run_grid(grid_path: str | Path, output: str | Path | None = None, retry_failed: bool = False,
@@ -157,9 +189,13 @@ def run_grid(grid_path: str | Path, output: str | Path | None = None, retry_fail
             echo(f"{tag}: failed before, skipped (--retry-failed to run it again)")
             continue
         log = out / "logs" / f"{slug(key)}.log"
-        cmd = [sys.executable, "-m", "finpeft.cli", "train", *([grid.recipe] if grid.recipe else []), *c["overrides"],
-               "train.progress_bar=false", f"results_csv={out / 'results.csv'}", "--output", str(run_dir),
-               "--overwrite"]
+        if c.get("track") == "llm":
+            cmd = [sys.executable, "-m", "finpeft.cli", "llm", "train", *c["overrides"], "--output", str(run_dir),
+                   "--overwrite"]
+        else:
+            cmd = [sys.executable, "-m", "finpeft.cli", "train", *([grid.recipe] if grid.recipe else []),
+                   *c["overrides"], "train.progress_bar=false", f"results_csv={out / 'results.csv'}", "--output",
+                   str(run_dir), "--overwrite"]
         started = time.perf_counter()
         progress(f"{tag}: started (log: {log})")
         code = _run_child(cmd, log, lambda: progress(f"{tag}: running {time.perf_counter() - started:.0f} s | "
@@ -172,7 +208,7 @@ def run_grid(grid_path: str | Path, output: str | Path | None = None, retry_fail
             write_atomic(failed_file, json.dumps(failed, indent=2))
             echo(f"{tag}: FAILED (exit {code}): {failed[key]['last_line']} (log: {log})")
         else:
-            m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+            m = cell_metrics(run_dir, c)
             score = (f"MSE {m['mse']:.4f} | R² {m['r2']:.4f}" if m.get("task") == "regression" else
                      f"accuracy {m['accuracy']:.4f} | macro-F1 {m['macro_f1']:.4f}")
             echo(f"{tag}: {score} | {time.perf_counter() - started:.0f} s")
@@ -224,7 +260,7 @@ def collect(out: Path, todo: list[dict], failed: dict) -> pd.DataFrame:
         run_dir, key = out / c["dir"], str(c["dir"])
         row = {k: c[k] for k in ("dataset", "method", "backbone", "seed")}
         if (run_dir / "metrics.json").is_file():
-            m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+            m = cell_metrics(run_dir, c)
             row.update({k: m.get(k) for k in COLUMNS if k in m and k not in row}, status="done", run_dir=str(run_dir))
         else:
             row["status"] = "failed" if key in failed else "pending"
@@ -239,7 +275,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     for col in (*METRICS, *RMETRICS, "trainable_params", "train_seconds", "peak_rss_mb", "peak_gpu_mb",
                 "test_sentences_per_second"):
         done[col] = pd.to_numeric(done[col], errors="coerce")
-    done["task"] = done["task"].fillna("classification")
+    done["task"] = done["task"].astype(object).fillna("classification")
     g = done.groupby(["dataset", "method", "backbone"], sort=False)
     s = g[list(METRICS + RMETRICS)].agg(["mean", "std"])
     s.columns = [f"{m}_{a}" for m, a in s.columns]

@@ -3,35 +3,9 @@
 The one place that knows how each artifact kind is loaded; prediction, export and serving build on it."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from finpeft.errors import FinpeftError
-
-
-def read_run_info(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "run.json"
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise FinpeftError(f"{run_dir}: not a finpeft run dir (no readable run.json)") from None
-    if isinstance(info, dict) and info.get("artifact") == "llm":  # `finpeft llm train`: answers its first task
-        info = llm_run_info(info)
-    missing = {"labels", "artifact", "method", "backbone", "max_length"} - set(info if isinstance(info, dict) else {})
-    if missing:  # a real check, not an assert (python -O strips those)
-        raise FinpeftError(f"{run_dir}: not a finpeft run dir (run.json lacks {', '.join(sorted(missing))})")
-    if info["artifact"] not in ("ensemble", "onnx") and not (Path(run_dir) / "model").is_dir():
-        raise FinpeftError(f"{run_dir}: the run dir has no model/ folder")
-    return info
-
-
-def llm_run_info(info: dict) -> dict:
-    """An LLM run's run.json in the shape every artifact has: its first task decides what `finpeft.load` answers
-    (labels = that task's choices, task classification; a free-text task: no labels, task generation)."""
-    first = (info.get("tasks") or [{}])[0]
-    choices = first.get("choices")
-    return {**info, "labels": list(choices) if choices else [], "llm_task": first.get("name"),
-            "task": "classification" if choices else "generation"}
+from finpeft.core.runinfo import read_run_info  # noqa: F401  (re-exported)
 
 
 def load_model(model_dir: Path, info: dict):

@@ -21,6 +21,7 @@ import yaml
 from finpeft.version import __version__
 from finpeft.errors import FinpeftError
 from finpeft.core.runs import append_result, finish, prepare, write_atomic
+from finpeft.core.runinfo import write_run_info
 
 COPIED = ("model", "members", "run.json", "recipe.yaml", "metrics.json")
 
@@ -77,7 +78,7 @@ def build_ensemble(run_dirs: list[str | Path], output: str | Path, weights: list
             "backbone": "+".join(dict.fromkeys(i["backbone"] for i in infos)), "labels": labels,
             "max_length": max(i["max_length"] for i in infos), "members": names, "weights": weights,
             "trust_remote_code": any(i.get("trust_remote_code", False) for i in infos)}
-    write_atomic(work / "run.json", json.dumps(info, indent=2))
+    write_run_info(work, info)
     write_atomic(work / "recipe.yaml", yaml.safe_dump({"data": data[0]}, sort_keys=False))
 
     split = load_dataset_splits(validate_recipe({"data": data[0]}, "ensemble").data)

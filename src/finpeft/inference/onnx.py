@@ -20,6 +20,7 @@ import numpy as np
 
 from finpeft.errors import FinpeftError
 from finpeft.core.runs import finish
+from finpeft.core.runinfo import write_run_info
 
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -261,7 +262,7 @@ def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize:
                     "onnx": {"quantize": quantize, "opset": OPSET, "inputs": list(names), "fused": fused,
                              "source_run": str(run_dir.resolve()),
                              "export_seconds": round(time.perf_counter() - t0, 1), "parity": None}}
-        (work / "run.json").write_text(json.dumps(exported, indent=2), encoding="utf-8")
+        write_run_info(work, exported)
         if parity_rows:
             say(f"parity check on {parity_rows} {_data_name(parity_data)} test rows")
             # A peft run is compared unmerged (re-loaded), so the merge is checked too.
@@ -272,7 +273,7 @@ def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize:
             if par["agreement"] < floor:
                 raise FinpeftError(f"{run_dir}: the ONNX model agrees with torch on {par['agreement']:.3f} of "
                                    f"{par['rows']} {_data_name(parity_data)} test rows, under {floor}; nothing written")
-            (work / "run.json").write_text(json.dumps(exported, indent=2), encoding="utf-8")
+            write_run_info(work, exported)
         elif quantize:  # not compared: at least run the quantised graph once
             OnnxClassifier(work).predict_proba(["Operating profit rose.", "Sales fell."], info["max_length"])
         finish(work, out)  # an earlier export there is moved aside first, never lost midway

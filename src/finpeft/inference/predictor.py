@@ -36,7 +36,9 @@ class Predictor:
         self.onnx = self.llm = None
         if self.info["artifact"] == "llm":  # a `finpeft llm train` run: its first task, through the LLM scorer
             from finpeft.llm.predict import LLMPredictor
+            from finpeft.llm.tasks import Task
             self.members, self.llm = None, LLMPredictor([self.run_dir], max_length=self.max_length)
+            self.llm_tasks = {t["name"]: Task.model_validate(t) for t in self.info["tasks"]}
             return
         if self.info["artifact"] == "onnx":  # a `finpeft export` folder: onnxruntime, no torch model
             from finpeft.inference.onnx import OnnxClassifier
@@ -52,6 +54,15 @@ class Predictor:
         except (OSError, ValueError, KeyError) as e:
             raise FinpeftError(f"{run_dir}: the model could not be loaded: {str(e).splitlines()[0][:200]}") from None
         self.model.eval()
+
+    @property
+    def tasks(self) -> list[dict]:
+        """What `predict(task=...)` accepts: an LLM run's tasks (the first is the default; `kind` generation
+        answers text), else the run's one task. Each: {"name", "kind", "labels"}."""
+        if self.llm is None:
+            return [{"name": self.task, "kind": self.task, "labels": self.display_labels}]
+        return [{"name": n, "kind": "classification" if t.choices else "generation",
+                 "labels": list(t.choices or [])} for n, t in self.llm_tasks.items()]
 
     def predict_proba(self, texts: list[str] | str) -> np.ndarray:
         """(n, n_labels) class probabilities. A bare string is one text; an empty text is a ValueError."""
@@ -84,26 +95,39 @@ class Predictor:
         t = self.info["target"]
         return (raw[:, 0].astype(np.float64) * t["std"] + t["mean"]).astype(np.float32)
 
-    def score(self, probs: np.ndarray) -> np.ndarray:
+    def score(self, probs: np.ndarray, labels: list[str] | None = None) -> np.ndarray:
         """P(positive) - P(negative); 0 where the label set has neither."""
-        col = {l: i for i, l in enumerate(self.labels)}
+        col = {l: i for i, l in enumerate(labels or self.labels)}
         pos = probs[:, col["positive"]] if "positive" in col else 0.0
         neg = probs[:, col["negative"]] if "negative" in col else 0.0
         return np.asarray(pos - neg, dtype=np.float32) * np.ones(len(probs), dtype=np.float32)
 
-    def predict(self, texts: list[str] | str) -> list[dict]:
-        """One dict per text: label, probabilities, score (a regression run: the score alone). A bare string is
-        one text (a list of one comes back)."""
+    def predict(self, texts: list[str] | str, task: str | None = None) -> list[dict]:
+        """One dict per text: label, probabilities, score (a regression run: the score alone; a generation task:
+        the text). A bare string is one text (a list of one comes back). `task`: one of `self.tasks` (an LLM run
+        answers any task it was trained on; default: its first)."""
+        names = [t["name"] for t in self.tasks]
+        if task is not None and task not in names:
+            raise FinpeftError(f"unknown task {task!r}: this run answers {', '.join(names)}")
+        if self.llm is not None:
+            return self._llm_predict(as_texts(texts), self.llm_tasks[task or names[0]])
         if self.task == "regression":
             return [{"score": round(float(s), 6)} for s in self.predict_scores(texts)]
-        if self.task == "generation":  # an LLM run whose task answers in free text (headline, NER, summary, ...)
-            frame = self.llm.predict(as_texts(texts), self.llm.adapters[0])
-            return [{"text": str(t)} for t in frame["prediction"]]
-        probs = self.predict_proba(texts)
-        scores = self.score(probs)
-        return [{"label": self.display_labels[int(p.argmax())],
-                 "probabilities": {l: round(float(v), 6) for l, v in zip(self.display_labels, p)},
+        return self._labelled(self.predict_proba(texts), self.display_labels, self.labels)
+
+    def _labelled(self, probs: np.ndarray, names: list[str], canonical: list[str]) -> list[dict]:
+        """names: the labels as shown (the user's spelling); canonical: the same in finpeft's names (for score)."""
+        scores = self.score(probs, canonical)
+        return [{"label": names[int(p.argmax())], "probabilities": {l: round(float(v), 6) for l, v in zip(names, p)},
                  "score": round(float(s), 6)} for p, s in zip(probs, scores)]
+
+    def _llm_predict(self, texts: list[str], task) -> list[dict]:
+        """An LLM task: constrained label scoring (classification) or generated text."""
+        frame = self.llm.predict(texts, self.llm.adapters[0], task=task)
+        if not task.choices:
+            return [{"text": str(t)} for t in frame["prediction"]]
+        labels = list(task.choices)
+        return self._labelled(frame[[f"p_{l}" for l in labels]].to_numpy(dtype=np.float32), labels, labels)
 
     def predict_file(self, src: str | Path, dst: str | Path, text_column: str = "text",
                      chunk_size: int = 2048, progress: bool = True, encoding: str = "auto") -> int:

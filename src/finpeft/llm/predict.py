@@ -42,14 +42,14 @@ class LLMPredictor:
     def adapters(self) -> list[str]:
         return list(self.tasks)
 
-    def predict(self, inputs: list[str] | pd.DataFrame, adapter: str | None, task: str | None = None,
+    def predict(self, inputs: list[str] | pd.DataFrame, adapter: str | None, task: str | Task | None = None,
                 generation: GenerationSettings | None = None) -> pd.DataFrame:
         """One row per input: `prediction` (+ p_<label> columns for a classification task). Inputs are texts,
         or a frame with the columns the task's template needs (e.g. ner: entity, sentence). `task` (a task name
-        or YAML) overrides the adapter's own task."""
+        YAML, or a Task) overrides the adapter's own task."""
         if adapter is not None and adapter not in self.tasks:
             raise FinpeftError(f"unknown adapter {adapter!r}: loaded {', '.join(self.adapters)}")
-        t = load_task(task) if task else self.tasks[adapter or self.adapters[0]]
+        t = task if isinstance(task, Task) else load_task(task) if task else self.tasks[adapter or self.adapters[0]]
         column = t.answer_column or t.label_column
         if isinstance(inputs, pd.DataFrame):
             rows = inputs.copy()

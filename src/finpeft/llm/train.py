@@ -23,6 +23,7 @@ from finpeft.core.recipe import Strict as _Strict, load_model_recipe
 from finpeft.errors import FinpeftError
 from finpeft.version import __version__
 from finpeft.core.runs import default_output, finish, prepare, write_atomic
+from finpeft.core.runinfo import write_run_info
 from finpeft.llm.data import TaskSplits, task_splits
 from finpeft.llm.generate import GenerationSettings, generate
 from finpeft.llm.mixing import Mixing, mixture_counts
@@ -298,7 +299,7 @@ def train_llm(recipe: LLMRecipe, output: str | Path | None = None, overwrite: bo
             "max_length": recipe.max_length, "shots": recipe.shots, "seed": recipe.seed,
             "train_seconds": round(train_seconds, 1), "train_loss": round(float(result.training_loss), 4),
             "trainable_params": trainable, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    write_atomic(work / "run.json", json.dumps(info, indent=2))
+    write_run_info(work, info)
     write_atomic(work / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     write_atomic(work / "metrics.json", json.dumps(metrics, indent=2))
     write_atomic(work / "report.md", render_report(info, metrics))
@@ -326,12 +327,12 @@ def render_report(info: dict, metrics: dict) -> str:
 
 
 def read_llm_run(run_dir: str | Path) -> dict:
-    run_dir = Path(run_dir)
+    from finpeft.core.runinfo import read_run_info
     try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        info = read_run_info(run_dir)
+    except FinpeftError:
         info = None
-    if not isinstance(info, dict) or info.get("artifact") != "llm" or not (run_dir / "model").is_dir():
+    if info is None or info["artifact"] != "llm":
         raise FinpeftError(f"{run_dir}: not a finpeft LLM run dir (no run.json with artifact llm)")
     return info
 

@@ -23,6 +23,7 @@ from finpeft.methods import checked_method
 from finpeft.methods.common import count_parameters
 from finpeft.core.recipe import Recipe, validate_recipe, with_method_defaults
 from finpeft.core.runs import append_result, default_output, finish, last_checkpoint, partial_dir, prepare, write_atomic
+from finpeft.core.runinfo import write_run_info
 
 log = logging.getLogger("finpeft")
 
@@ -326,7 +327,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
                 "label_names": data.label_names,
                 "max_length": recipe.model.max_length, "trust_remote_code": recipe.model.trust_remote_code,
                 **({"task": "regression", "target": label_ids.to_dict()} if regression else {})}
-    write_atomic(work / "run.json", json.dumps(run_info, indent=2))
+    write_run_info(work, run_info)
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     (work / "elapsed.json").unlink(missing_ok=True)
     finish(work, out)
