@@ -166,7 +166,12 @@ def test_every_variant_trains_on_fpb(variant, tmp_path):
     run = train(None, FROZEN_TINY + variant, output=tmp_path / "run", callbacks=[cap])
     assert np.mean(cap.losses[-3:]) < np.mean(cap.losses[:3]), cap.losses  # it learns
     metrics = json.loads((run / "metrics.json").read_text())
-    assert (run / "model" / "head.safetensors").is_file() and (run / "tsne.png").is_file()
+    assert (run / "tsne.png").is_file()
+    from transformers import AutoModel
+    from finpeft.methods.frozen import FrozenHeadModel
+    head = AutoModel.from_pretrained(run / "model")  # the head alone, a transformers model (config + safetensors)
+    assert isinstance(head, FrozenHeadModel) and head.config.method == variant[0].split("=")[1]
+    assert sum(p.numel() for p in head.parameters()) == metrics["trainable_params"]
     assert metrics["trainable_params"] < metrics["total_params"]
     # the saved artifact reproduces the run's own test scores through the public predict path
     test = load_dataset_splits(load_recipe(None, FROZEN_TINY + variant).data).test
@@ -174,6 +179,18 @@ def test_every_variant_trains_on_fpb(variant, tmp_path):
     probs = load(run).predict_proba(test["text"].tolist())
     acc = float((probs.argmax(1) == np.array([labels.index(l) for l in test["label"]])).mean())
     assert acc == pytest.approx(metrics["accuracy"])
+    if variant == VARIANTS[0]:  # a run saved before the head was a PreTrainedModel (head.json) still loads
+        _as_legacy_artifact(run, head, labels)
+        np.testing.assert_allclose(load(run).predict_proba(test["text"].tolist()[:32]), probs[:32], atol=1e-5)
+
+
+def _as_legacy_artifact(run, head, labels):
+    from safetensors.torch import save_file
+    model = run / "model"
+    save_file({k: v.contiguous() for k, v in head.head.state_dict().items()}, str(model / "head.safetensors"))
+    (model / "head.json").write_text(json.dumps({"method": head.config.method, "options": head.config.options,
+                                                 "hidden_size": head.config.hidden_size, "labels": labels}))
+    (model / "model.safetensors").unlink()
 
 
 def _capture_losses():

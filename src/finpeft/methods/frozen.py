@@ -3,8 +3,8 @@
 
 Training reads the encoder's states from the feature cache (finpeft.models.features) so an epoch costs only the
 head; `train.feature_cache=false` (`--no-cache`) runs the frozen encoder inside every step instead. Either
-way the saved artifact is the head alone (model/head.safetensors + head.json); the encoder is re-loaded from
-the backbone at predict time, as a peft adapter is.
+way the saved artifact is the head alone, a transformers model (FrozenHeadModel: model/config.json +
+model.safetensors); the encoder is re-loaded from the backbone at predict time, as a peft adapter's base is.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
 from finpeft.models.features import Features, cached_encode, default_cache_dir
 
@@ -48,28 +49,62 @@ def _output(head_out: dict, labels):
     return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-class _Config:
-    """What predict/Trainer read off a model's config."""
+class FrozenHeadConfig(PretrainedConfig):
+    """The head's config: which method built it, its options, the encoder width it reads, the sentence vector."""
+    model_type = "finpeft-frozen-head"
 
-    def __init__(self, num_labels: int):
-        self.num_labels = num_labels
+    def __init__(self, method: str = "head", options: dict | None = None, hidden_size: int = 384,
+                 sentence_vector: str = "mean", **kwargs):
+        super().__init__(**kwargs)
+        self.method, self.options, self.hidden_size = method, dict(options or {}), hidden_size
+        self.sentence_vector = sentence_vector
         self.use_cache = False
 
-    def to_dict(self) -> dict:
-        return {"num_labels": self.num_labels}
 
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict())
+class FrozenHeadModel(PreTrainedModel):
+    """The trainable head of a frozen-encoder method as a transformers model: `save_pretrained` writes
+    config.json + model.safetensors (the head alone, a few MB: the encoder is the backbone's, re-loaded at predict
+    time as a PEFT adapter's base is); `from_pretrained` / `AutoModel` load it. Trained on cached states
+    (forward(vec, tokens, mask)); `FrozenEncoderClassifier` puts it on the encoder for text."""
+    config_class = FrozenHeadConfig
+    base_model_prefix = "head"
+    main_input_name = "vec"
+
+    def __init__(self, config: FrozenHeadConfig):
+        super().__init__(config)
+        from finpeft.methods import get_method
+        method = get_method(config.method)
+        self.options = method.Options.model_validate(config.options)
+        self.head = method.build_head(config.hidden_size, config.num_labels, self.options)
+        self.post_init()
+
+    def _init_weights(self, module):  # the head modules initialise themselves (Mamba2 A/dt, gates); keep that
+        pass
+
+    @property
+    def inputs(self) -> str:  # "tokens" (token states) or "vector" (one sentence vector per row)
+        return self.head.inputs
+
+    def forward(self, vec, tokens=None, mask=None, labels=None):
+        return _output(self.head(vec, tokens, mask), labels)
+
+
+AutoConfig.register(FrozenHeadConfig.model_type, FrozenHeadConfig, exist_ok=True)
+AutoModel.register(FrozenHeadConfig, FrozenHeadModel, exist_ok=True)
 
 
 class FrozenEncoderClassifier(nn.Module):
-    """Frozen encoder + trainable head over tokenized text (the --no-cache training path and predict)."""
+    """Frozen encoder + a FrozenHeadModel over tokenized text (the --no-cache training path, predict, export)."""
 
-    def __init__(self, encoder, head: nn.Module, n_labels: int, sentence: str):
+    def __init__(self, encoder, head_model: FrozenHeadModel):
         super().__init__()
-        self.encoder, self.head, self.sentence = encoder, head, sentence
-        self.config = _Config(n_labels)
+        self.encoder, self.head_model = encoder, head_model
+        self.config, self.sentence = head_model.config, head_model.config.sentence_vector
         self.encoder.requires_grad_(False)
+
+    @property
+    def head(self) -> nn.Module:
+        return self.head_model.head
 
     @property
     def device(self):
@@ -89,18 +124,6 @@ class FrozenEncoderClassifier(nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
         return _output(self.head(*self.head_inputs(input_ids, attention_mask, token_type_ids)), labels)
-
-
-class CachedClassifier(nn.Module):
-    """The head alone, fed cached states by FeatureCollator."""
-
-    def __init__(self, head: nn.Module, n_labels: int):
-        super().__init__()
-        self.head = head
-        self.config = _Config(n_labels)
-
-    def forward(self, vec, tokens=None, mask=None, labels=None):
-        return _output(self.head(vec, tokens, mask), labels)
 
 
 class FeatureCollator:
@@ -145,33 +168,30 @@ def resolve_sentence_vector(opts, model_path: str):
 
 
 def build(method, model_path: str, labels: list[str], opts, model_cfg):
-    """(frozen encoder, head, resolved opts) for a frozen method module (it provides build_head(hidden, n_labels, opts))."""
+    """(frozen encoder, FrozenHeadModel, resolved opts) for a frozen method (its module provides
+    build_head(hidden, n_labels, opts))."""
     opts = resolve_sentence_vector(opts, model_path)
     encoder = load_encoder(model_path, model_cfg.trust_remote_code)
-    head = method.build_head(encoder.config.hidden_size, len(labels), opts)
-    return encoder, head, opts
-
-
-def save_head(head: nn.Module, method_name: str, opts, hidden: int, labels: list[str], model_dir: Path) -> None:
-    from safetensors.torch import save_file
-    model_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(model_dir / "head.safetensors"))
-    (model_dir / "head.json").write_text(json.dumps({"method": method_name, "options": opts.model_dump(),
-                                                     "hidden_size": hidden, "labels": labels}, indent=2))
+    config = FrozenHeadConfig(method=method.name, options=opts.model_dump(), hidden_size=encoder.config.hidden_size,
+                              sentence_vector=opts.sentence_vector, num_labels=len(labels),
+                              id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    return encoder, FrozenHeadModel(config), opts
 
 
 def load_frozen_classifier(model_dir: Path, backbone_path: str, trust_remote_code: bool) -> FrozenEncoderClassifier:
     from safetensors.torch import load_file
-    from finpeft.methods import get_method
-    spec = json.loads((model_dir / "head.json").read_text())
-    method = get_method(spec["method"])
-    opts = method.Options.model_validate(spec["options"])
+    if (model_dir / "head.json").is_file():  # runs saved before the head was a PreTrainedModel: head.json + weights
+        spec = json.loads((model_dir / "head.json").read_text())
+        head = FrozenHeadModel(FrozenHeadConfig(
+            method=spec["method"], options=spec["options"], hidden_size=spec["hidden_size"],
+            sentence_vector=spec["options"].get("sentence_vector", "mean"), num_labels=len(spec["labels"])))
+        head.head.load_state_dict(load_file(str(model_dir / "head.safetensors")))
+    else:
+        head = FrozenHeadModel.from_pretrained(model_dir)
     encoder = load_encoder(backbone_path, trust_remote_code)
-    if encoder.config.hidden_size != spec["hidden_size"]:
-        raise ValueError(f"backbone hidden size {encoder.config.hidden_size} != the head's {spec['hidden_size']}")
-    head = method.build_head(spec["hidden_size"], len(spec["labels"]), opts)
-    head.load_state_dict(load_file(str(model_dir / "head.safetensors")))
-    return FrozenEncoderClassifier(encoder, head, len(spec["labels"]), opts.sentence_vector)
+    if encoder.config.hidden_size != head.config.hidden_size:
+        raise ValueError(f"backbone hidden size {encoder.config.hidden_size} != the head's {head.config.hidden_size}")
+    return FrozenEncoderClassifier(encoder, head.eval())
 
 
 def setup(method, opts, encoder, head, tokenizer, data, label_ids: dict, recipe, model_path: str, say):
@@ -180,10 +200,10 @@ def setup(method, opts, encoder, head, tokenizer, data, label_ids: dict, recipe,
     from datasets import Dataset
     from transformers import DataCollatorWithPadding
     from finpeft.data.batching import tokenize_frame
-    t, n_labels = recipe.train, len(label_ids)
+    t = recipe.train
     if not t.feature_cache:
         ds = {s: tokenize_frame(getattr(data, s), tokenizer, label_ids, recipe.model.max_length) for s in ("train", "valid")}
-        return FrozenEncoderClassifier(encoder, head, n_labels, opts.sentence_vector), ds, DataCollatorWithPadding(tokenizer)
+        return FrozenEncoderClassifier(encoder, head), ds, DataCollatorWithPadding(tokenizer)
     cache_dir = Path(t.cache_dir).expanduser() if t.cache_dir else default_cache_dir()
     pooling = pooling_of(head, opts)
     feats = {}
@@ -202,4 +222,4 @@ def setup(method, opts, encoder, head, tokenizer, data, label_ids: dict, recipe,
         index = list(range(start, start + len(frame)))
         ds[split] = Dataset.from_dict({"index": index, "labels": [label_ids[l] for l in frame["label"]],
                                        "length": [lengths[i] for i in index]})
-    return CachedClassifier(head, n_labels), ds, FeatureCollator(store, opts.sentence_vector)
+    return head, ds, FeatureCollator(store, opts.sentence_vector)

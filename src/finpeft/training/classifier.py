@@ -275,7 +275,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     from finpeft.report.classification import write_evaluation
     if not trainer.is_world_process_zero():
         return out
-    scorer = fz.FrozenEncoderClassifier(encoder, head, len(data.labels), opts.sentence_vector) if frozen else trainer.model
+    scorer = fz.FrozenEncoderClassifier(encoder, head) if frozen else trainer.model
     scored = time.perf_counter()
     probs = predict_outputs(scorer, tokenizer, data.test["text"].tolist(), recipe.model.max_length,
                             t.eval_batch_size, softmax=not regression)
@@ -315,7 +315,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     model_dir = work / "model"
     hf_logging.disable_progress_bar()  # the Trainer turns tqdm back on; one "Writing model shards" bar is noise
     if frozen:
-        fz.save_head(head, recipe.method.name, opts, encoder.config.hidden_size, data.labels, model_dir)
+        head.save_pretrained(model_dir)  # a FrozenHeadModel: config.json + model.safetensors, the head alone
         from finpeft.training.inspection import inspect_frozen
         inspect_frozen(scorer, tokenizer, data.test["text"].tolist(), y, data.labels, work, recipe.model.max_length,
                        t.eval_batch_size, seed=recipe.seed, method=recipe.method.name)
