@@ -15,8 +15,42 @@ os.environ["FINPEFT_CACHE_DIR"] = tempfile.mkdtemp(prefix="finpeft-test-cache-")
 # Dequantised GGUF models (the LLM track): likewise a fresh cache per session.
 os.environ["FINPEFT_MODEL_CACHE"] = tempfile.mkdtemp(prefix="finpeft-test-models-")
 
-if not (DATA_DIR / "financial_phrasebank").is_dir():
-    raise pytest.UsageError(f"tests need the shared datasets at {DATA_DIR} (set FINPEFT_DATA_DIR)")
+HAVE_DATA = (DATA_DIR / "financial_phrasebank").is_dir()
+
+# The fast tier: `pytest -m "not slow"` runs the pure logic (recipes, layering, the scan oracles, the micro-batcher,
+# CLI help, data checks on inline frames) in about a minute, with no datasets and no packaged model. A test is
+# slow when it uses a fixture that trains or reads data/models, or when its body trains, reads the shared
+# datasets, loads a backbone or runs the CLI on real work; new tests are classified the same way, unmarked.
+HEAVY_FIXTURES = {"data_dir", "fpb_rows", "full_run", "lora_run", "smol_dir", "smol", "llm_run", "multi_run",
+                  "two_task_run", "head_runs", "score_run", "exported", "client", "mpnet_dir", "tiny_t5"}
+HEAVY_CALLS = ("train(", "TINY", "DATA_DIR", "data_dir", "bench(", "tune(", "ablate(", "pretrain(", "load_dataset",
+               "resolve_backbone", "cached_model_dir", "from_pretrained", "subprocess", "finpeft(", "export(",
+               "evaluate(", "predict_file(", "load_recipe(None", "minilm", "mpnet", "run_grid(", "splits(", "load_raw(",
+               "corpus_texts(")
+
+
+def _is_slow(item) -> bool:
+    import inspect
+    if item.get_closest_marker("slow") or HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    try:
+        body = inspect.getsource(item.function)
+    except (OSError, TypeError):
+        return True
+    return any(call in body for call in HEAVY_CALLS)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not item.get_closest_marker("slow") and _is_slow(item):
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_collection_finish(session):
+    if not HAVE_DATA and any(item.get_closest_marker("slow") for item in session.items):
+        raise pytest.UsageError(f"tests need the shared datasets at {DATA_DIR} (set FINPEFT_DATA_DIR); without them "
+                                "run the fast tier: pytest -m 'not slow'")
 
 # Tiny but real: 96 FPB rows to train on, 48 to validate/test, one epoch.
 TINY = ["data.max_train_samples=96", "data.max_eval_samples=48", "train.epochs=1", "train.batch_size=16",
