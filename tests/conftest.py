@@ -84,3 +84,39 @@ def lora_run(tmp_path_factory):
     from finpeft import train
     out = tmp_path_factory.mktemp("runs") / "lora"
     return train(None, TINY + ["method=lora", "train.lr=1e-3"], output=out)
+
+
+@pytest.fixture
+def browse():
+    """browse(app) -> (driver, url): the ASGI app served by uvicorn in a thread, a headless Chromium on it; both
+    stopped after the test. Skips without Debian's chromium + chromium-driver, unless FINPEFT_REQUIRE_BROWSER (CI)."""
+    import shutil
+    import socket
+    import threading
+    if not (shutil.which("chromium") and shutil.which("chromedriver")) and not os.environ.get("FINPEFT_REQUIRE_BROWSER"):
+        pytest.skip("needs Debian's chromium + chromium-driver (apt-get install chromium chromium-driver)")
+    import uvicorn
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    started = []
+
+    def start(app):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = shutil.which("chromium")
+        for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+            opts.add_argument(a)
+        driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+        started.append((driver, server, thread))
+        return driver, f"http://127.0.0.1:{port}/"
+
+    yield start
+    for driver, server, thread in started:
+        driver.quit()
+        server.should_exit = True
+        thread.join(10)

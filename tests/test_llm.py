@@ -212,6 +212,9 @@ def test_multi_task_run_reports_every_task_and_its_mixture(multi_run):
     info = json.loads((multi_run / "run.json").read_text())
     assert info["train_rows"] == {"fpb": 6, "headline": 6} and info["mixing"]["strategy"] == "balanced"
     assert "| headline | 6 | accuracy " in (multi_run / "report.md").read_text()  # one cell per column
+    # each classification task also gets the classifier's report, written by the same renderer
+    assert "Confusion matrix (rows = true" in (multi_run / "eval" / "headline" / "report.md").read_text()
+    assert (multi_run / "eval" / "fpb" / "confusion_matrix.png").is_file()
     metrics = json.loads((multi_run / "metrics.json").read_text())
     assert set(metrics) == {"fpb", "headline"} and metrics["headline"]["n"] == 6
     assert len(metrics["headline"]["confusion_matrix"]) == 2  # yes / no

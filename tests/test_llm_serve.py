@@ -2,10 +2,6 @@
 /v1/predict takes the task, the web page lists the tasks, and `finpeft bench` trains LLM cells beside the
 classifier's."""
 import json
-import os
-import shutil
-import socket
-import threading
 import time
 
 import pytest
@@ -68,52 +64,26 @@ def test_http_predict_takes_a_task(two_task_run):
         assert bad.status_code == 422 and "unknown task 'ner'" in bad.json()["error"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")) and
-                    not os.environ.get("FINPEFT_REQUIRE_BROWSER"),  # CI sets it: there the test must run
-                    reason="needs Debian's chromium + chromium-driver (apt-get install chromium chromium-driver)")
-def test_web_page_lists_the_tasks_and_shows_generated_text(two_task_run):
-    pytest.importorskip("selenium")
-    import uvicorn
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+def test_web_page_lists_the_tasks_and_shows_generated_text(two_task_run, browse):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
     from finpeft import load
     from finpeft.inference.serve import create_app
     want = load(two_task_run).predict([TERM], task="xbrl-term")[0]["text"]
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(two_task_run), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium")
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
-    try:
-        driver.get(f"http://127.0.0.1:{port}/")
-        WebDriverWait(driver, 300).until(lambda d: d.find_element(By.ID, "taskrow").is_displayed())
-        select = Select(driver.find_element(By.ID, "task"))
-        assert [o.get_attribute("value") for o in select.options] == ["fpb", "xbrl-term"]
-        assert "labels: negative, neutral, positive" in driver.find_element(By.ID, "taskinfo").text
-        select.select_by_value("xbrl-term")
-        box = driver.find_element(By.ID, "texts")
-        box.clear()
-        box.send_keys(TERM)
-        driver.find_element(By.ID, "score").click()
-        WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .result"))
-        assert driver.find_element(By.CSS_SELECTOR, "#results .answer").text == want.strip()
-        assert driver.find_element(By.ID, "error").text == ""
-    finally:
-        driver.quit()
-        server.should_exit = True
-        thread.join(10)
+    driver, url = browse(create_app(two_task_run))
+    driver.get(url)
+    WebDriverWait(driver, 300).until(lambda d: d.find_element(By.ID, "taskrow").is_displayed())
+    select = Select(driver.find_element(By.ID, "task"))
+    assert [o.get_attribute("value") for o in select.options] == ["fpb", "xbrl-term"]
+    assert "labels: negative, neutral, positive" in driver.find_element(By.ID, "taskinfo").text
+    select.select_by_value("xbrl-term")
+    box = driver.find_element(By.ID, "texts")
+    box.clear()
+    box.send_keys(TERM)
+    driver.find_element(By.ID, "score").click()
+    WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .result"))
+    assert driver.find_element(By.CSS_SELECTOR, "#results .answer").text == want.strip()
+    assert driver.find_element(By.ID, "error").text == ""
 
 
 def test_bench_trains_llm_cells_beside_classifier_cells(tmp_path):

@@ -1,9 +1,6 @@
 """`finpeft serve`: the API on a tiny trained run (happy path, limits, key, metrics, micro-batching) and the
 web page driven in real headless Chromium."""
 import asyncio
-import os
-import shutil
-import socket
 import threading
 import time
 
@@ -184,57 +181,32 @@ def test_onnx_backend_needs_an_export(full_run):
         resolve_model_dir(full_run, "onnx")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")) and
-                    not os.environ.get("FINPEFT_REQUIRE_BROWSER"),  # CI sets it: there the test must run
-                    reason="needs Debian's chromium + chromium-driver (apt-get install chromium chromium-driver)")
-def test_web_page_in_headless_chromium(full_run):
-    import uvicorn
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+def test_web_page_in_headless_chromium(full_run, browse):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(full_run), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium")
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
-    try:
-        driver.get(f"http://127.0.0.1:{port}/")
-        WebDriverWait(driver, 120).until(lambda d: "minilm" in d.find_element(By.ID, "model").text.lower()
-                                          or "full" in d.find_element(By.ID, "model").text)
-        sentence = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn."
-        box = driver.find_element(By.ID, "texts")
-        box.clear()
-        box.send_keys(sentence)
-        driver.find_element(By.ID, "score").click()
-        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .result"))
-        result = driver.find_element(By.CSS_SELECTOR, "#results .result")
-        from finpeft import load
-        want = load(full_run).predict([sentence])[0]
-        assert result.find_element(By.CLASS_NAME, "text").text == sentence
-        assert result.find_element(By.CLASS_NAME, "label").text.lower() == want["label"]
-        bars = result.find_elements(By.CLASS_NAME, "bar")
-        assert len(bars) == 3
-        shown = {b.find_element(By.TAG_NAME, "span").text: float(b.find_element(By.CLASS_NAME, "prob").text.rstrip("%"))
-                 for b in bars}
-        for label, p in want["probabilities"].items():
-            assert shown[label] == pytest.approx(100 * p, abs=0.06)
-        assert driver.find_element(By.ID, "error").text == ""
-    finally:
-        driver.quit()
-        server.should_exit = True
-        thread.join(10)
+    driver, url = browse(create_app(full_run))
+    driver.get(url)
+    WebDriverWait(driver, 120).until(lambda d: "minilm" in d.find_element(By.ID, "model").text.lower()
+                                      or "full" in d.find_element(By.ID, "model").text)
+    sentence = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn."
+    box = driver.find_element(By.ID, "texts")
+    box.clear()
+    box.send_keys(sentence)
+    driver.find_element(By.ID, "score").click()
+    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .result"))
+    result = driver.find_element(By.CSS_SELECTOR, "#results .result")
+    from finpeft import load
+    want = load(full_run).predict([sentence])[0]
+    assert result.find_element(By.CLASS_NAME, "text").text == sentence
+    assert result.find_element(By.CLASS_NAME, "label").text.lower() == want["label"]
+    assert not driver.find_element(By.ID, "taskrow").is_displayed()  # one task: no task picker
+    bars = result.find_elements(By.CLASS_NAME, "bar")
+    assert len(bars) == 3
+    shown = {b.find_element(By.TAG_NAME, "span").text: float(b.find_element(By.CLASS_NAME, "prob").text.rstrip("%"))
+             for b in bars}
+    for label, p in want["probabilities"].items():
+        assert shown[label] == pytest.approx(100 * p, abs=0.06)
+    assert driver.find_element(By.ID, "error").text == ""
 
 
 def test_serves_an_onnx_export(full_run, tmp_path):

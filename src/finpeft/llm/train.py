@@ -288,6 +288,14 @@ def train_llm(recipe: LLMRecipe, output: str | Path | None = None, overwrite: bo
         shots = pick_shots(splits[t.name].train, t, recipe.shots, recipe.seed)
         pred, metrics[t.name] = evaluate_task(model, tok, t, test, shots, recipe.max_length, recipe.generation)
         pred.to_csv(work / "predictions" / f"{t.name}.csv", index=False)
+        if t.is_classification:  # the classifier's own report (per class, confusion matrix, misclassified rows)
+            from finpeft.report.classification import write_evaluation
+            labels = list(t.choices)
+            write_evaluation(work / "eval" / t.name, pred["input"].tolist(),
+                             np.array([labels.index(r) for r in pred["reference"]]),
+                             pred[[f"p_{l}" for l in labels]].to_numpy(), labels,
+                             {"dataset": t.dataset or t.name, "split": "test", "method": f"llm-{recipe.method.name}",
+                              "backbone": recipe.backbone, "seed": recipe.seed, "train_seconds": round(train_seconds, 1)})
         _say(f"{t.name} test (n={len(test)}): {headline(metrics[t.name])}")
     model.save_pretrained(work / "model")
     tok.save_pretrained(work / "model")
@@ -323,6 +331,11 @@ def render_report(info: dict, metrics: dict) -> str:
              f"{info.get('train_rows')}; {info['shots']}-shot prompts at evaluation.", "",
              "| task | n (test) | scores |", "|---|---|---|"]
     lines += [f"| {t} | {m['n']} | {headline(m, ', ')} |" for t, m in metrics.items()]
+    full = [t for t, m in metrics.items() if "per_class" in m]
+    if full:
+        lines += ["", "Each classification task's full report, as a classifier run's (per-class scores, confusion "
+                  "matrix, misclassified rows): " + ", ".join(f"[eval/{t}/report.md](eval/{t}/report.md)" for t in full)
+                  + "."]
     return "\n".join(lines) + "\n"
 
 
