@@ -10,7 +10,7 @@ from conftest import TINY
 from finpeft.models.backbones import resolve_backbone
 from finpeft.data.doctor import normalise_text
 from finpeft.data.load import load_raw
-from finpeft.training.mlm import corpus_texts, pretrain_mlm
+from finpeft.training.mlm import corpus_texts, load_mlm_recipe
 
 
 def test_corpus_drops_texts_of_labelled_datasets():
@@ -24,8 +24,10 @@ def test_corpus_drops_texts_of_labelled_datasets():
 
 
 def test_pretrain_writes_a_backbone_that_trains(tmp_path):
-    out = pretrain_mlm("minilm-l6", "fin-news", ("tfns",), tmp_path / "dapt", epochs=1, lr=5e-4, batch_size=32,
-                       max_length=32, max_texts=400)
+    from finpeft import pretrain
+    out = pretrain(None, ["objective=mlm", "exclude=[tfns]", "epochs=1", "lr=5e-4", "train.batch_size=32",
+                          "max_length=32", "max_texts=400"], tmp_path / "dapt")
+    assert load_mlm_recipe(str(out / "recipe.yaml")).train.lr == 5e-4  # the resolved recipe, re-loadable
     info = json.loads((out / "pretrain.json").read_text())
     assert info["train_texts"] + info["valid_texts"] == 400 and info["excluded"]["tfns"] >= 70
     assert info["valid_mlm_loss_after"] < info["valid_mlm_loss_before"]  # the MLM head starts from random

@@ -131,25 +131,36 @@ def summarise(metrics: dict) -> str:
 
 
 def pretrain(recipe: str | None = None, overrides: Sequence[str] | None = None, output: str | Path = "", *,
-             resume: bool = False, overwrite: bool = False, command: str | None = None,
-             backbone: str = "minilm-l6", corpus: str = "fin-news", exclude: Sequence[str] = ("fpb", "tfns", "fiqa-sa"),
-             epochs: float = 1.0, lr: float = 1e-4, batch_size: int = 64, max_length: int = 64,
-             max_texts: int | None = None, seed: int = 42) -> Path:
-    """Pretrain a backbone on unlabelled text; returns the model dir to train on (`model.backbone=OUTPUT`).
-
-    With a recipe or overrides: a tokenizer + T5 (objective=span) or Mamba2 (objective=clm) from scratch, e.g.
-    `finpeft.pretrain(None, ["objective=span", "size=mini"], "runs/scratch/t5-mini")`. Without: domain-adaptive
-    MLM of `backbone` on `corpus` (texts of `exclude` removed)."""
+             resume: bool = False, overwrite: bool = False, command: str | None = None) -> Path:
+    """Pretrain on unlabelled text; returns the model dir to train on (`model.backbone=OUTPUT`). One recipe system,
+    three objectives: `objective=mlm` (domain-adaptive masked-LM of an existing encoder: backbone, corpus,
+    exclude, max_texts, max_length, train.epochs / lr / batch_size / mlm_probability; the default with no recipe
+    and no overrides), `objective=span` (a tokenizer + T5 from scratch; the default when other keys are given),
+    `objective=clm` (a tokenizer + Mamba2 from scratch).
+    Examples: `finpeft.pretrain(None, ["objective=mlm", "backbone=mpnet-base"], "runs/dapt-mpnet")`,
+    `finpeft.pretrain(None, ["objective=span", "size=mini"], "runs/scratch/t5-mini")`."""
     if not output:
         raise FinpeftError("pretrain needs an output dir")
-    if recipe or overrides:
-        from finpeft.training.scratch import load_scratch_recipe, pretrain_scratch
-        return pretrain_scratch(load_scratch_recipe(recipe, list(overrides or [])), output, overwrite, resume, command)
-    if resume:
-        raise FinpeftError("--resume is for pretraining from scratch (objective=span or clm)")
-    from finpeft.training.mlm import pretrain_mlm
-    return pretrain_mlm(backbone, corpus, tuple(exclude), output, epochs, lr, batch_size, max_length, seed=seed,
-                        max_texts=max_texts, overwrite=overwrite, command=command)
+    items = list(overrides or [])
+    if _objective(recipe, items) == "mlm":
+        if resume:
+            raise FinpeftError("--resume is for pretraining from scratch (objective=span or clm)")
+        from finpeft.training.mlm import load_mlm_recipe, pretrain_mlm
+        return pretrain_mlm(load_mlm_recipe(recipe, items), output, overwrite=overwrite, command=command)
+    from finpeft.training.scratch import load_scratch_recipe, pretrain_scratch
+    return pretrain_scratch(load_scratch_recipe(recipe, items), output, overwrite, resume, command)
+
+
+def _objective(recipe: str | None, items: list[str]) -> str:
+    for item in items:
+        if item.startswith("objective="):
+            return item.split("=", 1)[1].strip()
+    if recipe and Path(recipe).is_file():
+        import yaml
+        tree = yaml.safe_load(Path(recipe).read_text(encoding="utf-8"))
+        if isinstance(tree, dict) and tree.get("objective"):
+            return str(tree["objective"])
+    return "mlm" if not (recipe or items) else "span"
 
 
 def export(run_dir, output=None, *, quantize: str | None = None, parity_rows: int = 256,

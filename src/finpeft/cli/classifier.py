@@ -109,31 +109,20 @@ def tune(
 
 @app.command()
 def pretrain(
-    recipe: Optional[str] = typer.Argument(None, help="From scratch: a pretraining recipe YAML or key=value "
-                                           "(objective=span: T5 span corruption; objective=clm: Mamba2 LM)."),
-    overrides: Optional[List[str]] = typer.Argument(None, help="key=value, e.g. size=mini train.max_steps=2000"),
+    recipe: Optional[str] = typer.Argument(None, help="A pretraining recipe YAML or key=value: objective=mlm (DAPT "
+                                           "of an encoder; the default), span (T5 from scratch), clm (Mamba2)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value, e.g. backbone=mpnet-base train.epochs=1, "
+                                                    "or objective=span size=mini train.max_steps=2000"),
     output: Path = typer.Option(..., "--output", "-o", help="Where the pretrained / adapted backbone is written."),
     resume: bool = typer.Option(False, "--resume", help="From scratch: continue an interrupted run's checkpoints."),
-    backbone: str = typer.Option("minilm-l6", "--backbone", help="DAPT (no recipe): the encoder to adapt."),
-    corpus: str = typer.Option("fin-news", "--corpus", help="DAPT: unlabelled corpus (catalog id or file/folder)."),
-    exclude: str = typer.Option("fpb,tfns,fiqa-sa", "--exclude",
-                                help="DAPT: comma-separated datasets whose texts are removed ('' for none)."),
-    epochs: float = typer.Option(1.0, "--epochs", min=0.01),
-    lr: float = typer.Option(1e-4, "--lr", min=0),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
-    max_length: int = typer.Option(64, "--max-length", min=8),
-    max_texts: Optional[int] = typer.Option(None, "--max-texts", min=50, help="DAPT: pretrain on a random subset."),
-    seed: int = typer.Option(42, "--seed"),
     overwrite: bool = typer.Option(False, "--overwrite"),
 ):
-    """Pretrain on an unlabelled corpus: domain-adaptive MLM of an encoder (default), or with a recipe /
-    key=value a tokenizer + T5 (span corruption) or Mamba2 (causal LM) from scratch. Then
-    `finpeft train model.backbone=OUTPUT`."""
+    """Pretrain on an unlabelled corpus: domain-adaptive MLM of an encoder (objective=mlm, the default), or a
+    tokenizer + T5 (objective=span) or Mamba2 (objective=clm) from scratch. Then `finpeft train
+    model.backbone=OUTPUT`."""
     from finpeft import api
     path, items = _recipe_and_overrides(recipe, overrides) if (recipe or overrides) else (None, [])
-    api.pretrain(path, items, output, resume=resume, overwrite=overwrite, command=_command(), backbone=backbone,
-                 corpus=corpus, exclude=[x.strip() for x in exclude.split(",") if x.strip()], epochs=epochs, lr=lr,
-                 batch_size=batch_size, max_length=max_length, max_texts=max_texts, seed=seed)
+    api.pretrain(path, items, output, resume=resume, overwrite=overwrite, command=_command())
 
 
 @app.command()

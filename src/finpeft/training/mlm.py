@@ -14,10 +14,39 @@ import sys
 import time
 from pathlib import Path
 
+from typing import Literal
+
+import yaml
+from pydantic import Field
 from transformers import Trainer
 
 from finpeft.errors import FinpeftError
+from finpeft.core.recipe import Strict
 from finpeft.core.runs import finish, prepare, write_atomic
+
+
+class MLMTrain(Strict):
+    epochs: float = Field(1.0, gt=0)
+    lr: float = Field(1e-4, gt=0)
+    batch_size: int = Field(64, ge=1)
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+
+
+class MLMRecipe(Strict):
+    """`finpeft pretrain objective=mlm ...` (the default without a recipe): domain-adaptive MLM of an encoder."""
+    objective: Literal["mlm"] = "mlm"
+    backbone: str = "minilm-l6"
+    corpus: str = "fin-news"
+    exclude: list[str] = Field(default_factory=lambda: ["fpb", "tfns", "fiqa-sa"])  # their texts are removed
+    max_texts: int | None = Field(None, ge=50, description="pretrain on a seeded random subset")
+    max_length: int = Field(64, ge=8)
+    seed: int = 42
+    train: MLMTrain = Field(default_factory=MLMTrain)
+
+
+def load_mlm_recipe(path: str | None = None, overrides: list[str] | None = None) -> MLMRecipe:
+    from finpeft.core.recipe import load_model_recipe
+    return load_model_recipe(MLMRecipe, path, overrides, {"epochs": "train.epochs", "lr": "train.lr"})
 
 
 def _say(msg: str) -> None:
@@ -76,10 +105,13 @@ class SparseMLMTrainer(Trainer):
         return (loss, {}) if return_outputs else loss  # evaluation is loss-only (prediction_loss_only)
 
 
-def pretrain_mlm(backbone: str = "minilm-l6", corpus: str = "fin-news", exclude: tuple[str, ...] = ("fpb", "tfns", "fiqa-sa"),
-                 output: str | Path = "runs/dapt-minilm-l6", epochs: float = 1.0, lr: float = 1e-4,
-                 batch_size: int = 64, max_length: int = 64, mlm_probability: float = 0.15, seed: int = 42,
-                 max_texts: int | None = None, overwrite: bool = False, command: str | None = None) -> Path:
+def pretrain_mlm(recipe: MLMRecipe, output: str | Path = "runs/dapt-minilm-l6", overwrite: bool = False,
+                 command: str | None = None) -> Path:
+    """Pretrain recipe.backbone with masked-LM on recipe.corpus; the output dir is a backbone (+ recipe.yaml,
+    pretrain.json)."""
+    backbone, corpus, seed, max_length = recipe.backbone, recipe.corpus, recipe.seed, recipe.max_length
+    epochs, lr, batch_size = recipe.train.epochs, recipe.train.lr, recipe.train.batch_size
+    mlm_probability, max_texts, exclude = recipe.train.mlm_probability, recipe.max_texts, recipe.exclude
     from finpeft.models.backbones import load_config, resolve_backbone
     model_path = resolve_backbone(backbone)
     texts, stats = corpus_texts(corpus, list(exclude))
@@ -140,6 +172,7 @@ def pretrain_mlm(backbone: str = "minilm-l6", corpus: str = "fin-news", exclude:
               "valid_perplexity_before": math.exp(min(before, 50)), "valid_perplexity_after": math.exp(min(after, 50)),
               "command": command}
     write_atomic(work / "pretrain.json", json.dumps(record, indent=2))
+    write_atomic(work / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     finish(work, out)
     _say(f"held-out masked-LM loss {before:.3f} -> {after:.3f} in {seconds:.0f} s; backbone saved to {out} "
          f"(use model.backbone={out})")
