@@ -44,6 +44,22 @@ def test_load_answers_every_task_of_the_run(two_task_run):
         model.predict([SENTENCE], task="ner")
 
 
+def test_predict_file_answers_the_task_asked(two_task_run, tmp_path):
+    import pandas as pd
+    import finpeft
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": [TERM, "", SENTENCE]}).to_csv(src, index=False)
+    model = finpeft.load(two_task_run)
+    assert finpeft.predict_file(two_task_run, src, tmp_path / "gen.csv", task="xbrl-term", progress=False) == 3
+    gen = pd.read_csv(tmp_path / "gen.csv", keep_default_na=False)
+    assert gen["answer"].tolist() == [model.predict([TERM], task="xbrl-term")[0]["text"], "",
+                                      model.predict([SENTENCE], task="xbrl-term")[0]["text"]]
+    finpeft.predict_file(two_task_run, src, tmp_path / "cls.csv", progress=False)
+    cls = pd.read_csv(tmp_path / "cls.csv")
+    want = model.predict([SENTENCE])[0]
+    assert cls["label"][2] == want["label"] and cls["p_positive"][2] == pytest.approx(want["probabilities"]["positive"])
+
+
 def test_http_predict_takes_a_task(two_task_run):
     from finpeft import load
     from finpeft.inference.serve import create_app

@@ -83,9 +83,9 @@ def evaluate(run_dir, data: str | None = None, *, split: str | None = None, text
 
 
 def predict_file(run_dir, input, output, *, text_column: str = "text", chunk_size: int = 2048,
-                 encoding: str = "auto", progress: bool = True) -> int:
-    """Score a CSV/TSV/JSONL/Parquet file into a CSV/JSONL file (label, probabilities, score per row), chunk by
-    chunk; an interrupted call resumes. Returns the rows scored.
+                 encoding: str = "auto", progress: bool = True, task: str | None = None) -> int:
+    """Score a CSV/TSV/JSONL/Parquet file into a CSV/JSONL file (label, probabilities, score per row; an LLM run's
+    free-text `task`: its answer), chunk by chunk; an interrupted call resumes. Returns the rows scored.
     Example: `finpeft.predict_file("runs/fpb-full-minilm-l6-s42", "news.csv", "scored.csv")`."""
     from finpeft.data.encoding import check_encoding
     from finpeft.inference.predictor import Predictor, check_output_path
@@ -93,7 +93,7 @@ def predict_file(run_dir, input, output, *, text_column: str = "text", chunk_siz
         raise FinpeftError(f"{input}: file not found")
     check_output_path(Path(output))
     return Predictor(run_dir).predict_file(input, output, text_column, chunk_size, progress=progress,
-                                           encoding=check_encoding(encoding))
+                                           encoding=check_encoding(encoding), task=task)
 
 
 def check_data(dataset: str, *, text_column: str = "text", label_column: str = "label", encoding: str = "auto",

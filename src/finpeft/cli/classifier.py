@@ -169,8 +169,10 @@ def predict(
     text_column: str = typer.Option("text", "--text-column"),
     chunk_size: int = typer.Option(2048, "--chunk-size", min=1),
     encoding: str = typer.Option("auto", "--encoding", help="Input file encoding (auto: UTF-8, else detected)."),
+    task: Optional[str] = typer.Option(None, "--task", help="An LLM run's task (default: its first)."),
 ):
-    """Score texts: label, class probabilities and score = P(positive) - P(negative)."""
+    """Score texts: label, class probabilities and score = P(positive) - P(negative) (an LLM run's free-text
+    task: the answer)."""
     import json
     if bool(text) == bool(input):
         raise FinpeftError("give either --text (repeatable) or --input FILE --output FILE")
@@ -178,12 +180,12 @@ def predict(
         raise FinpeftError("--input needs --output")
     from finpeft import api
     if text:
-        for t, r in zip(text, api.load(run_dir).predict(text)):
+        for t, r in zip(text, api.load(run_dir).predict(text, task=task)):
             typer.echo(json.dumps({"text": t, **r}, ensure_ascii=False))
         return
     try:
         n = api.predict_file(run_dir, input, output, text_column=text_column, chunk_size=chunk_size,
-                             encoding=encoding)
+                             encoding=encoding, task=task)
     except KeyboardInterrupt:
         print(f"finpeft: interrupted; the rows scored so far are kept ({output.name}.partial beside {output}); "
               "the same command resumes after them", file=sys.stderr)

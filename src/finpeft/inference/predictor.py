@@ -130,13 +130,17 @@ class Predictor:
         return self._labelled(frame[[f"p_{l}" for l in labels]].to_numpy(dtype=np.float32), labels, labels)
 
     def predict_file(self, src: str | Path, dst: str | Path, text_column: str = "text",
-                     chunk_size: int = 2048, progress: bool = True, encoding: str = "auto") -> int:
+                     chunk_size: int = 2048, progress: bool = True, encoding: str = "auto",
+                     task: str | None = None) -> int:
         """Score a CSV/TSV/JSONL/Parquet file chunk by chunk (bounded memory, input order kept) into a CSV/JSONL
         file. Rows go to a hidden `.NAME.partial` file, renamed to `dst` when all are scored. An interrupted run
         leaves the partial file and a progress record: the same call again continues after the last whole
         chunk. Returns the number of rows scored."""
         src, dst = Path(src), Path(dst)
         check_output_path(dst)
+        names = [t["name"] for t in self.tasks]
+        if task is not None and task not in names:
+            raise FinpeftError(f"unknown task {task!r}: this run answers {', '.join(names)}")
         tmp = dst.with_name(f".{dst.name}.partial")
         record = dst.with_name(f".{dst.name}.partial.json")
         job = {"source": str(src.resolve()), "source_bytes": src.stat().st_size if src.is_file() else None,
@@ -160,7 +164,9 @@ class Predictor:
                                            "set --text-column")
                     texts = chunk[text_column].fillna("").astype(str)
                     filled = (texts.str.strip() != "").to_numpy()  # policy: an empty text gets no prediction
-                    if self.task == "regression":
+                    if self.llm is not None:  # an LLM run: the task's labels, or its generated answers
+                        chunk = self._llm_chunk(chunk, texts, filled, task)
+                    elif self.task == "regression":
                         chunk = self._scored_chunk(chunk, texts, filled)
                     else:
                         chunk = self._labelled_chunk(chunk, texts, filled)
@@ -196,6 +202,19 @@ class Predictor:
             scores[filled] = self.predict_scores(texts[filled].tolist())
         out_col = "predicted_score" if "score" in chunk.columns else "score"  # never overwrite gold scores
         return chunk.assign(**{out_col: scores.round(6)})
+
+    def _llm_chunk(self, chunk: pd.DataFrame, texts: pd.Series, filled: np.ndarray, task: str | None) -> pd.DataFrame:
+        got = self.predict(texts[filled].tolist(), task=task) if filled.any() else []
+        rows = iter(got)
+        preds = [next(rows) if ok else {} for ok in filled]
+        kind = next(t for t in self.tasks if t["name"] == (task or self.tasks[0]["name"]))
+        if kind["kind"] == "generation":
+            out_col = "predicted_answer" if "answer" in chunk.columns else "answer"
+            return chunk.assign(**{out_col: [p.get("text", "") for p in preds]})
+        out_col = "predicted_label" if "label" in chunk.columns else "label"
+        return chunk.assign(**{out_col: [p.get("label", "") for p in preds]},
+                            **{f"p_{l}": [p["probabilities"][l] if p else np.nan for p in preds] for l in kind["labels"]},
+                            score=[p.get("score", np.nan) for p in preds])
 
     def _labelled_chunk(self, chunk: pd.DataFrame, texts: pd.Series, filled: np.ndarray) -> pd.DataFrame:
         probs = np.full((len(chunk), len(self.labels)), np.nan, dtype=np.float32)
