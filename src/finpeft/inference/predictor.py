@@ -64,6 +64,13 @@ class Predictor:
         return [{"name": n, "kind": "classification" if t.choices else "generation",
                  "labels": list(t.choices or [])} for n, t in self.llm_tasks.items()]
 
+    def check_task(self, task: str | None) -> dict:
+        """The entry of `self.tasks` that `task` names (None: the first); an unknown name is one FinpeftError."""
+        for t in self.tasks:
+            if task is None or t["name"] == task:
+                return t
+        raise FinpeftError(f"unknown task {task!r}: this run answers {', '.join(t['name'] for t in self.tasks)}")
+
     def predict_proba(self, texts: list[str] | str) -> np.ndarray:
         """(n, n_labels) class probabilities. A bare string is one text; an empty text is a ValueError."""
         texts = as_texts(texts)
@@ -106,11 +113,9 @@ class Predictor:
         """One dict per text: label, probabilities, score (a regression run: the score alone; a generation task:
         the text). A bare string is one text (a list of one comes back). `task`: one of `self.tasks` (an LLM run
         answers any task it was trained on; default: its first)."""
-        names = [t["name"] for t in self.tasks]
-        if task is not None and task not in names:
-            raise FinpeftError(f"unknown task {task!r}: this run answers {', '.join(names)}")
+        name = self.check_task(task)["name"]
         if self.llm is not None:
-            return self._llm_predict(as_texts(texts), self.llm_tasks[task or names[0]])
+            return self._llm_predict(as_texts(texts), self.llm_tasks[name])
         if self.task == "regression":
             return [{"score": round(float(s), 6)} for s in self.predict_scores(texts)]
         return self._labelled(self.predict_proba(texts), self.display_labels, self.labels)
@@ -138,9 +143,7 @@ class Predictor:
         chunk. Returns the number of rows scored."""
         src, dst = Path(src), Path(dst)
         check_output_path(dst)
-        names = [t["name"] for t in self.tasks]
-        if task is not None and task not in names:
-            raise FinpeftError(f"unknown task {task!r}: this run answers {', '.join(names)}")
+        self.check_task(task)  # before anything is written
         tmp = dst.with_name(f".{dst.name}.partial")
         record = dst.with_name(f".{dst.name}.partial.json")
         job = {"source": str(src.resolve()), "source_bytes": src.stat().st_size if src.is_file() else None,
@@ -207,7 +210,7 @@ class Predictor:
         got = self.predict(texts[filled].tolist(), task=task) if filled.any() else []
         rows = iter(got)
         preds = [next(rows) if ok else {} for ok in filled]
-        kind = next(t for t in self.tasks if t["name"] == (task or self.tasks[0]["name"]))
+        kind = self.check_task(task)
         if kind["kind"] == "generation":
             out_col = "predicted_answer" if "answer" in chunk.columns else "answer"
             return chunk.assign(**{out_col: [p.get("text", "") for p in preds]})

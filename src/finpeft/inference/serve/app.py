@@ -144,10 +144,10 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None, loa
         p = state["predictor"]
         if p is None:
             return JSONResponse({"error": state["error"] or "model is loading"}, status_code=503)
-        names = [t["name"] for t in getattr(p, "tasks", None) or []]
-        if req.task is not None and req.task not in names:
-            return JSONResponse(error_body(f"unknown task {req.task!r}: this model answers {', '.join(names)}"),
-                                status_code=422)
+        try:
+            p.check_task(req.task)  # before batching: an unknown task fails this request alone
+        except FinpeftError as e:
+            return JSONResponse(error_body(str(e)), status_code=422)
         try:
             preds = await state["batcher"].submit(list(req.texts), req.task)
         except MicroBatcher.Busy:
