@@ -240,3 +240,19 @@ def test_layer_lr_decay_groups_and_training(tmp_path):
     run_train(load_recipe(None, TINY + ["train.layer_lr_decay=0.5", "train.lr=1e-4"]), output=tmp_path / "run",
               callbacks=[Peek()])
     assert seen[-1] == pytest.approx(1e-4) and seen[0] == pytest.approx(1e-4 * 0.5 ** 7) and len(seen) == 8
+
+
+def test_freeze_embeddings_keeps_the_token_embeddings_and_trains_the_rest(tmp_path):
+    from safetensors.torch import load_file
+
+    from finpeft.core.recipe import load_recipe
+    from finpeft.models.backbones import resolve_backbone
+    from finpeft.training.classifier import train as run_train
+    out = run_train(load_recipe(None, TINY + ["train.freeze_embeddings=true", "train.lr=1e-3"]), output=tmp_path / "r")
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["total_params"] - m["trainable_params"] == 30522 * 384  # MiniLM's token-embedding matrix
+    before = load_file(f"{resolve_backbone('minilm-l6')}/model.safetensors")
+    after = load_file(str(out / "model" / "model.safetensors"))
+    assert torch.equal(after["bert.embeddings.word_embeddings.weight"], before["embeddings.word_embeddings.weight"])
+    assert not torch.equal(after["bert.encoder.layer.0.attention.self.query.weight"],
+                           before["encoder.layer.0.attention.self.query.weight"])

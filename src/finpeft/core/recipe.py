@@ -100,6 +100,8 @@ class TrainConfig(_Strict):
     max_grad_norm: float = 1.0
     early_stopping_patience: int | None = Field(2, ge=1)
     group_by_length: bool = True
+    freeze_embeddings: bool = False  # keep the token-embedding matrix fixed (no gradient, no AdamW update)
+    compile: bool = False  # torch.compile the model (TrainingArguments.torch_compile); pays off only on long runs
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     num_threads: int | None = Field(None, ge=1)  # default: the cores of this machine (split across processes)
     report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "clearml", "dvclive"]] = Field(

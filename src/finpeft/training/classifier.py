@@ -199,6 +199,8 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
             model = method.build(model_path, data.labels, opts, recipe.model)
     except (ValueError, OSError) as e:  # e.g. LoRA target modules the backbone does not have
         raise FinpeftError(f"method {recipe.method.name} on {recipe.model.backbone}: {str(e).splitlines()[0]}") from None
+    if recipe.train.freeze_embeddings and not frozen:  # the token-embedding matrix: 23M of MPNet's 110M weights
+        model.get_input_embeddings().requires_grad_(False)
     if frozen:
         trainable, encoder_params = count_parameters(head)[0], count_parameters(encoder)[1]
         total = trainable + encoder_params
@@ -244,6 +246,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         # a token-normalised LM loss; a classifier's mean loss would then train at world-size x the LR under DDP.
         average_tokens_across_devices=False,
         remove_unused_columns=not (frozen and recipe.train.feature_cache),  # the collator needs "index"
+        torch_compile=t.compile,
         ddp_backend=None if torch.cuda.is_available() or world == 1 else "gloo", **precision)
     steps = _StepCounter()
     clock = _Clock(work / "elapsed.json", resume)
