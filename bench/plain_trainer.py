@@ -47,7 +47,7 @@ def main() -> None:
         model_dir, num_labels=3, id2label=dict(enumerate(LABELS)), label2id=label2id)
     targs = TrainingArguments(output_dir=args.output, learning_rate=args.lr, per_device_train_batch_size=args.batch_size,
                               per_device_eval_batch_size=64, num_train_epochs=args.epochs, weight_decay=0.01,
-                              warmup_ratio=args.warmup_ratio,
+                              warmup_steps=args.warmup_ratio,  # transformers v5: a float < 1 is a ratio
                               save_strategy="no", report_to="none", seed=args.seed, disable_tqdm=True, logging_steps=50)
     trainer = Trainer(model=model, args=targs, train_dataset=train, data_collator=DataCollatorWithPadding(tok))
     t0 = time.perf_counter()
