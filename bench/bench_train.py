@@ -87,7 +87,8 @@ def main() -> None:
     plain, ours = list(rows.values())[:2]
     speedup = statistics.mean(r["train_samples_per_second"] for r in ours) / \
         statistics.mean(r["train_samples_per_second"] for r in plain)
-    cmd = "FINPEFT_DATA_DIR=../shared/datasets python bench/bench_train.py --seeds " + " ".join(map(str, args.seeds))
+    cmd = "FINPEFT_DATA_DIR=../shared/datasets python bench/bench_train.py --seeds " + " ".join(map(str, args.seeds)) \
+        + (" --carry-tutorial" if carried else "")
     lines = [START, f"### finpeft default recipe vs plain transformers Trainer ({date.today().isoformat()})", "",
              f"Command: `{cmd}`  ",
              f"Machine: {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, no GPU.  ",
