@@ -35,7 +35,7 @@ def main() -> None:
     cross: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for mfile in sorted(args.runs.glob("*/metrics.json")):
         name = mfile.parent.name
-        m = re.fullmatch(r"(\w+)-lr([\d.e-]+)-s(\d+)", name)
+        m = re.fullmatch(r"([\w+]+)-lr([\d.e-]+)-s(\d+)", name)  # tfns+fpb: a data.mix run; fpb_llrd08: a variant
         if not m:
             continue
         data, lr, seed = m.groups()
@@ -48,11 +48,12 @@ def main() -> None:
     for (data, lr), rows in sorted(groups.items()):
         rows.sort(key=lambda r: r["seed"])
         lines.append(
-            f"| {rows[0]['dataset']} ({rows[0]['split']}, n={rows[0]['n']}) | {lr} | "
+            f"| {rows[0]['dataset']}{f' [{data}]' if re.search(r'[+_]', data) else ''} "
+            f"({rows[0]['split']}, n={rows[0]['n']}) | {lr} | "
             f"{'/'.join(str(r['seed']) for r in rows)} | {ms([r['accuracy'] for r in rows])} | "
             f"{ms([r['macro_f1'] for r in rows])} | {ms([r['best_valid_macro_f1'] for r in rows])} | "
-            f"{secs(rows)} | {ANCHORS.get(data, '')} | "
-            f"{GOALS.get(data, '')} |")
+            f"{secs(rows)} | {ANCHORS.get(re.split(r'[+_]', data)[0], '')} | "
+            f"{GOALS.get(re.split(r'[+_]', data)[0], '')} |")
     if cross:
         lines += ["", "Cross-dataset test accuracy of the same runs (`finpeft evaluate RUN --data D`; mean over the "
                   "seeds evaluated):", "", "| trained on | " + " | ".join(sorted({d for c in cross.values() for d in c}))
