@@ -40,7 +40,7 @@ def main() -> None:
             continue
         data, lr, seed = m.groups()
         groups[(data, lr)].append({**json.loads(mfile.read_text()), "seed": int(seed)})
-        for ev in sorted((mfile.parent / "eval").glob("*/metrics.json")):
+        for ev in sorted((mfile.parent / "eval").glob("*-test/metrics.json")):  # *-valid: for choices only
             e = json.loads(ev.read_text())
             cross[f"{data} (lr {lr})"][ev.parent.name].append(e["accuracy"])
     lines = ["| data (split) | lr | seeds | test accuracy | test macro-F1 | valid macro-F1 (choice) | train s per seed | "

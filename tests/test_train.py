@@ -70,6 +70,19 @@ def test_evaluate_own_data_reproduces_training_metrics(full_run):
     assert m["n"] == trained["n"] and m["confusion_matrix"] == trained["confusion_matrix"]
 
 
+def test_evaluate_valid_split_is_the_one_training_chose_on(full_run):
+    """`--split valid` re-derives the rows the run validated on: the restored best epoch scores its recorded
+    best validation macro-F1 there (so runs can be compared without touching test)."""
+    from finpeft import api
+    trained = json.loads((full_run / "metrics.json").read_text())
+    out, m = api.evaluate(full_run, split="valid")
+    assert out.name.endswith("-valid") and m["split"] == "valid"
+    assert m["n"] == trained["sizes"]["valid"]
+    assert m["macro_f1"] == pytest.approx(trained["best_valid_macro_f1"], abs=1e-6)
+    with pytest.raises(FinpeftError, match="test, valid or all"):
+        api.evaluate(full_run, split="train")
+
+
 def test_predict_file_streams_and_keeps_order(full_run, fpb_rows, tmp_path):
     src = tmp_path / "in.csv"
     rows = fpb_rows.iloc[:150][["text"]].assign(id=range(150))

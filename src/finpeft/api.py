@@ -44,7 +44,7 @@ def evaluate(run_dir, data: str | None = None, *, split: str | None = None, text
              label_column: str | None = None, label_map: dict | str | None = None, encoding: str | None = None
              ) -> tuple[Path, dict]:
     """Score a saved model on labelled data: its own test split (data=None) or any catalog id / file
-    (cross-dataset). `label_map` maps the file's raw labels to the model's (a dict or YAML text). Returns (the
+    (cross-dataset); split "valid" scores the validation rows instead (for choices between runs, never test). `label_map` maps the file's raw labels to the model's (a dict or YAML text). Returns (the
     report dir, metrics). Example: `finpeft.evaluate("runs/fpb-full-minilm-l6-s42", "tfns")`."""
     import yaml
     from finpeft.core.recipe import validate_recipe
@@ -56,8 +56,8 @@ def evaluate(run_dir, data: str | None = None, *, split: str | None = None, text
         data = (info.get("tasks") or [{}])[0].get("dataset")
         if data is None:
             raise FinpeftError(f"{run_dir}: the run's task reads its own files; pass --data")
-    if split not in (None, "test", "all"):
-        raise FinpeftError(f"--split must be test or all, not {split!r}")
+    if split not in (None, "test", "valid", "all"):
+        raise FinpeftError(f"--split must be test, valid or all, not {split!r}")
     if data is None:  # the run's own data, split exactly as in training
         recipe_path = run_dir / "recipe.yaml"
         if not recipe_path.is_file():
@@ -75,10 +75,12 @@ def evaluate(run_dir, data: str | None = None, *, split: str | None = None, text
     own = {}  # the run's own column names and encoding, unless given
     if (run_dir / "recipe.yaml").is_file():
         own = (yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8")) or {}).get("data", {})
+    # the run's split rules too (as data.mix applies them): `--split valid` is the rows it would validate on
+    splits = {k: own[k] for k in ("split_seed", "valid_size", "test_size") if k in own}
     cfg = validate_recipe({"data": {"dataset": data, "text_column": text_column or own.get("text_column", "text"),
                                     "label_column": label_column or own.get("label_column", "label"),
                                     "encoding": encoding or own.get("encoding", "auto"),
-                                    "label_map": mapping}}, "--data").data
+                                    "label_map": mapping, **splits}}, "--data").data
     return evaluate_run(run_dir, cfg, split or ("all" if Path(data).is_file() else "test"))
 
 

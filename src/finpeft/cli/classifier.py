@@ -146,7 +146,7 @@ def ensemble(
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A finished run dir."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset to score on (default: the run's own)."),
-    split: Optional[str] = typer.Option(None, "--split", help="test or all (default: test; all for a single file)."),
+    split: Optional[str] = typer.Option(None, "--split", help="test, valid or all (default: test; all for a single file)."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Default: the run's own data.text_column."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Default: the run's data.label_column."),
     label_map: Optional[str] = typer.Option(None, "--label-map", help="YAML map of raw -> model labels, e.g. '{0: negative}'."),

@@ -14,7 +14,8 @@ from finpeft.report.classification import (classification_metrics, expected_cali
 def evaluate_run(run_dir: str | Path, data_cfg, split: str = "test") -> tuple[Path, dict]:
     """Score a saved run on a labelled dataset (its own, or another: cross-dataset evaluation) and write
     RUN_DIR/eval/<dataset>-<split>/. data_cfg is a recipe.DataConfig; split "test" uses the same split rules
-    as training (so a run's own test split is the one it was scored on), "all" scores every row."""
+    as training (so a run's own test split is the one it was scored on), "valid" the validation rows of those
+    same rules (to compare runs on the split choices are made on), "all" scores every row."""
     import os
     import shutil
 
@@ -38,7 +39,7 @@ def evaluate_run(run_dir: str | Path, data_cfg, split: str = "test") -> tuple[Pa
         name, source = raw.name, raw.source
     else:
         data = load_dataset_splits(data_cfg)
-        df, name, source = data.test, data.name, data.source
+        df, name, source = data.valid if split == "valid" else data.test, data.name, data.source
     kept = df["text"].str.strip() != ""
     if not kept.all():  # an empty text has nothing to score; said, never silent
         print(f"finpeft: {name}: {int((~kept).sum())} of {len(df)} rows have an empty text and are not scored",
@@ -88,7 +89,7 @@ def _evaluate_scores(run_dir, info: dict, data_cfg, split: str) -> tuple[Path, d
         name, source = raw.name, raw.source
     else:
         data = load_dataset_splits(cfg)
-        df, name, source = data.test, data.name, data.source
+        df, name, source = data.valid if split == "valid" else data.test, data.name, data.source
     df = df[df["text"].str.strip() != ""]
     pred = Predictor(run_dir).predict_scores(df["text"].tolist())
     out = Path(run_dir) / "eval" / f"{name}-{split}"
