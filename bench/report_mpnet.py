@@ -47,13 +47,13 @@ def main() -> None:
              "FinLoRA Llama-3.1-8B LoRA | goal |", "|---|---|---|---|---|---|---|---|---|"]
     for (data, lr), rows in sorted(groups.items()):
         rows.sort(key=lambda r: r["seed"])
+        base = re.split(r"[+_]", data)[0]  # the dataset whose test split the run was scored on
         lines.append(
-            f"| {rows[0]['dataset']}{f' [{data}]' if re.search(r'[+_]', data) else ''} "
+            f"| {rows[0]['dataset']}{f' [{data}]' if data != base else ''} "
             f"({rows[0]['split']}, n={rows[0]['n']}) | {lr} | "
             f"{'/'.join(str(r['seed']) for r in rows)} | {ms([r['accuracy'] for r in rows])} | "
             f"{ms([r['macro_f1'] for r in rows])} | {ms([r['best_valid_macro_f1'] for r in rows])} | "
-            f"{secs(rows)} | {ANCHORS.get(re.split(r'[+_]', data)[0], '')} | "
-            f"{GOALS.get(re.split(r'[+_]', data)[0], '')} |")
+            f"{secs(rows)} | {ANCHORS.get(base, '')} | {GOALS.get(base, '')} |")
     if cross:
         lines += ["", "Cross-dataset test accuracy of the same runs (`finpeft evaluate RUN --data D`; mean over the "
                   "seeds evaluated):", "", "| trained on | " + " | ".join(sorted({d for c in cross.values() for d in c}))

@@ -44,8 +44,9 @@ def evaluate(run_dir, data: str | None = None, *, split: str | None = None, text
              label_column: str | None = None, label_map: dict | str | None = None, encoding: str | None = None
              ) -> tuple[Path, dict]:
     """Score a saved model on labelled data: its own test split (data=None) or any catalog id / file
-    (cross-dataset); split "valid" scores the validation rows instead (for choices between runs, never test). `label_map` maps the file's raw labels to the model's (a dict or YAML text). Returns (the
-    report dir, metrics). Example: `finpeft.evaluate("runs/fpb-full-minilm-l6-s42", "tfns")`."""
+    (cross-dataset); split "valid" scores the validation rows instead (for choices between runs, never test).
+    `label_map` maps the file's raw labels to the model's (a dict or YAML text). Returns (the report dir,
+    metrics). Example: `finpeft.evaluate("runs/fpb-full-minilm-l6-s42", "tfns")`."""
     import yaml
     from finpeft.core.recipe import validate_recipe
     from finpeft.inference.evaluate import evaluate_run
