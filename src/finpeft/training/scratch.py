@@ -55,6 +55,15 @@ class ScratchRecipe(_Strict):
     max_length: int = Field(128, ge=16, description="span: encoder input tokens; clm: tokens per sequence")
     noise_density: float = Field(0.15, gt=0, lt=1)
     mean_span: float = Field(3.0, ge=1)
+    # pack: texts joined end to end into full-length chunks (T5 / GPT practice for long documents; the default for
+    # clm); false: one text per example (truncated to the chunk), the unit fine-tuning sees - the default for span.
+    # Short headlines packed seven to a chunk leave a masked span its own ~19-token headline as context among six
+    # unrelated ones, and the tiny T5's decoder never learned to read its encoder (issue 21, docs/benchmarks.md).
+    pack: bool | None = None
+
+    @property
+    def packed(self) -> bool:
+        return self.objective != "span" if self.pack is None else self.pack
     seed: int = 42
     train: ScratchTrain = Field(default_factory=ScratchTrain)
 
@@ -178,8 +187,14 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
         cfg = mamba2_config(recipe.size, len(tok), tok.pad_token_id, tok.eos_token_id)
         from transformers import Mamba2ForCausalLM as Model
         collator = CausalCollator(tok.pad_token_id)
-    train_chunks = pack(encode(train_texts), chunk, tok.eos_token_id)
-    valid_chunks = pack(encode(valid_texts), chunk, tok.eos_token_id)
+    if recipe.packed:
+        train_chunks = pack(encode(train_texts), chunk, tok.eos_token_id)
+        valid_chunks = pack(encode(valid_texts), chunk, tok.eos_token_id)
+    else:  # one text per example; at least two tokens (a span and what is left of the text)
+        eos = tok.eos_token_id
+        train_chunks, valid_chunks = ([ids[:chunk - 1] + [eos] for ids in (x[:-1] if x[-1:] == [eos] else x
+                                                                             for x in encode(part)) if ids]
+                                      for part in (train_texts, valid_texts))
     if span:  # the held-out set is corrupted once, so every evaluation scores the same targets
         vr = np.random.default_rng(recipe.seed + 1)
         pairs = [corrupt(np.asarray(c), sentinels, tok.eos_token_id, recipe.noise_density, recipe.mean_span, vr)
@@ -215,12 +230,14 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
             finally:
                 self.data_collator = saved
 
-    tokens_per_step = recipe.train.batch_size * recipe.train.grad_accum * recipe.max_length
+    per_example = recipe.max_length if recipe.packed else float(np.mean([len(c) for c in train_chunks]))
+    tokens_per_step = recipe.train.batch_size * recipe.train.grad_accum * per_example
     trainer = _Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds, data_collator=collator,
                        optimizers=(optimizer, scheduler), callbacks=[_throughput_callback(tokens_per_step)])
     ckpt = last_checkpoint(out) if resume else None
     _say(f"{recipe.architecture}-{recipe.size} ({n_params / 1e6:.1f}M params, vocab {len(tok)}) from scratch on "
-         f"{len(train_texts)} {recipe.corpus} texts = {len(train_chunks)} packed chunks of {chunk} tokens; held out "
+         f"{len(train_texts)} {recipe.corpus} texts = {len(train_chunks)} "
+         + (f"packed chunks of {chunk} tokens" if recipe.packed else f"examples of <= {chunk} tokens") + "; held out "
          f"{len(valid_texts)} texts; {total} steps, warmup {warmup}"
          + (f"; resuming from {Path(ckpt).name}" if ckpt else ""))
     before = None if ckpt else trainer.evaluate()["eval_loss"]
@@ -246,7 +263,7 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
     tps = [h["tokens_per_second"] for h in history if "tokens_per_second" in h]
     record = {**stats, "objective": recipe.objective, "arch": recipe.architecture, "size": recipe.size,
               "params": n_params, "vocab_size": len(tok), "train_texts": len(train_texts), "valid_texts": len(valid_texts),
-              "train_chunks": len(train_chunks), "chunk_tokens": chunk, "steps": total, "warmup_steps": warmup,
+              "train_chunks": len(train_chunks), "packed": recipe.packed, "chunk_tokens": chunk, "steps": total, "warmup_steps": warmup,
               "tokenizer_seconds": round(tokenizer_seconds, 1), "train_seconds": round(seconds, 1),
               "tokens_per_second_median": float(np.median(tps)) if tps else None, "valid_loss_before": before,
               "valid_loss_after": after, "encoder_usage": usage, "resumed_from": Path(ckpt).name if ckpt else None,
