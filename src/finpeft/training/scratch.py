@@ -60,12 +60,12 @@ class ScratchRecipe(_Strict):
     # Short headlines packed seven to a chunk leave a masked span its own ~19-token headline as context among six
     # unrelated ones, and the tiny T5's decoder never learned to read its encoder (issue 21, docs/benchmarks.md).
     pack: bool | None = None
+    seed: int = 42
+    train: ScratchTrain = Field(default_factory=ScratchTrain)
 
     @property
     def packed(self) -> bool:
         return self.objective != "span" if self.pack is None else self.pack
-    seed: int = 42
-    train: ScratchTrain = Field(default_factory=ScratchTrain)
 
     @property
     def architecture(self) -> str:
@@ -145,7 +145,8 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
     from transformers.utils import logging as hf_logging
     from finpeft.training.mlm import corpus_texts
     from finpeft.models.scratch_sizes import mamba2_config, t5_config
-    from finpeft.training.span_corruption import CausalCollator, SpanCorruptionCollator, corrupt, expanded_length, pack
+    from finpeft.training.span_corruption import (CausalCollator, SpanCorruptionCollator, corrupt, expanded_length,
+                                                  one_per_example, pack)
     from finpeft.training.tokenizer import load_tokenizer, sentinel_ids, train_tokenizer
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -187,14 +188,9 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
         cfg = mamba2_config(recipe.size, len(tok), tok.pad_token_id, tok.eos_token_id)
         from transformers import Mamba2ForCausalLM as Model
         collator = CausalCollator(tok.pad_token_id)
-    if recipe.packed:
-        train_chunks = pack(encode(train_texts), chunk, tok.eos_token_id)
-        valid_chunks = pack(encode(valid_texts), chunk, tok.eos_token_id)
-    else:  # one text per example; at least two tokens (a span and what is left of the text)
-        eos = tok.eos_token_id
-        train_chunks, valid_chunks = ([ids[:chunk - 1] + [eos] for ids in (x[:-1] if x[-1:] == [eos] else x
-                                                                             for x in encode(part)) if ids]
-                                      for part in (train_texts, valid_texts))
+    split = pack if recipe.packed else one_per_example
+    train_chunks = split(encode(train_texts), chunk, tok.eos_token_id)
+    valid_chunks = split(encode(valid_texts), chunk, tok.eos_token_id)
     if span:  # the held-out set is corrupted once, so every evaluation scores the same targets
         vr = np.random.default_rng(recipe.seed + 1)
         pairs = [corrupt(np.asarray(c), sentinels, tok.eos_token_id, recipe.noise_density, recipe.mean_span, vr)
@@ -263,7 +259,8 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
     tps = [h["tokens_per_second"] for h in history if "tokens_per_second" in h]
     record = {**stats, "objective": recipe.objective, "arch": recipe.architecture, "size": recipe.size,
               "params": n_params, "vocab_size": len(tok), "train_texts": len(train_texts), "valid_texts": len(valid_texts),
-              "train_chunks": len(train_chunks), "packed": recipe.packed, "chunk_tokens": chunk, "steps": total, "warmup_steps": warmup,
+              "train_chunks": len(train_chunks), "packed": recipe.packed, "chunk_tokens": chunk, "steps": total,
+              "warmup_steps": warmup,
               "tokenizer_seconds": round(tokenizer_seconds, 1), "train_seconds": round(seconds, 1),
               "tokens_per_second_median": float(np.median(tps)) if tps else None, "valid_loss_before": before,
               "valid_loss_after": after, "encoder_usage": usage, "resumed_from": Path(ckpt).name if ckpt else None,

@@ -71,6 +71,17 @@ def pack(token_lists, chunk: int, eos: int) -> list[list[int]]:
     return [flat[i:i + chunk] for i in range(0, len(flat), chunk)]
 
 
+def one_per_example(token_lists, chunk: int, eos: int) -> list[list[int]]:
+    """The alternative to `pack`: each text its own example, cut to `chunk` tokens and ending with one </s>;
+    empty texts dropped."""
+    out = []
+    for ids in token_lists:
+        ids = ids[:-1] if ids[-1:] == [eos] else ids
+        if ids:
+            out.append(ids[:chunk - 1] + [eos])
+    return out
+
+
 class SpanCorruptionCollator:
     """Corrupts each batch as it is drawn, so the spans are re-sampled every epoch (dynamic masking); pads the
     batch (only a short last chunk ever needs it) with <pad> in inputs and -100 in labels."""
