@@ -150,28 +150,55 @@ def scratch_models(data_dir, tmp_path_factory):
             "mamba2": pretrain_scratch(load_scratch_recipe(None, ["objective=clm", *common]), root / "mamba")}
 
 
-@pytest.mark.parametrize("method,arch,lora", [("t5-head", "t5", False), ("t5-text", "t5", False),
-                                              ("mamba-lm", "mamba2", False), ("mamba-bilstm", "mamba2", False),
-                                              ("lora", "mamba2", False), ("t5-text", "t5", True),
-                                              ("mamba-bilstm", "mamba2", True)])
-def test_scratch_backbones_fine_tune_and_predict(method, arch, lora, scratch_models, tmp_path):
+@pytest.mark.parametrize("method,arch,extra", [("t5-head", "t5", []), ("t5-text", "t5", []),
+                                               ("t5-head", "t5", ["method.decoder_input=start"]),
+                                               ("mamba-lm", "mamba2", []), ("mamba-bilstm", "mamba2", []),
+                                               ("lora", "mamba2", []), ("t5-text", "t5", ["method.lora_r=4"]),
+                                               ("mamba-bilstm", "mamba2", ["method.lora_r=4"])])
+def test_scratch_backbones_fine_tune_and_predict(method, arch, extra, scratch_models, tmp_path):
     """finpeft train on FPB rows with a from-scratch backbone; the saved run reloads through finpeft.load.
     With method.lora_r only the adapters (and the BiLSTM head) train, and the run keeps the merged model."""
     import finpeft
     from conftest import TINY
-    extra = ["method.lora_r=4"] if lora else []
     out = finpeft.train(None, TINY + [f"method={method}", f"model.backbone={scratch_models[arch]}",
                                       "model.max_length=48", *extra], output=tmp_path / "run")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 48 and 0 <= metrics["accuracy"] <= 1
-    if lora:
+    if "method.lora_r=4" in extra:
         assert metrics["trainable_params"] < 0.35 * metrics["total_params"], metrics
         assert not (out / "model" / "adapter_config.json").exists()  # merged: a plain transformers model dir
+    if "method.decoder_input=start" in extra:  # the saved run reloads as the one-step-decoder class
+        assert json.loads((out / "model" / "config.json").read_text())["model_type"] == "t5-start"
     texts = ["Operating profit rose to EUR 13.1 mn .", "The company's sales fell sharply ."]
     model = finpeft.load(out)
     pred = model.predict(texts)
     assert len(pred) == 2 and {p["label"] for p in pred} <= {"negative", "neutral", "positive"}
     np.testing.assert_allclose(model.predict_proba(texts), finpeft.load(out).predict_proba(texts), atol=1e-6)
+
+
+def test_t5_head_start_loads_the_pretrained_weights_and_reads_only_the_encoder(scratch_models, fpb_rows):
+    """decoder_input=start: every pretrained weight arrives (not left at init), the decoder takes exactly one
+    step, and the prediction depends on the text only through the encoder."""
+    import torch
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+    from finpeft.core.recipe import ModelConfig
+    from finpeft.methods import t5_head
+    labels = ["negative", "neutral", "positive"]
+    path = str(scratch_models["t5"])
+    model = t5_head.build(path, labels, t5_head.Options(decoder_input="start"), ModelConfig()).eval()
+    pre = T5ForConditionalGeneration.from_pretrained(path)
+    for name, w in pre.state_dict().items():
+        if name != "lm_head.weight":  # tied to shared.weight
+            torch.testing.assert_close(model.transformer.state_dict()[name], w, msg=name)
+    tok = AutoTokenizer.from_pretrained(path)
+    enc = tok(fpb_rows["text"].iloc[:4].tolist(), padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**enc).logits
+        encoded = model.transformer.encoder(**enc).last_hidden_state
+        dec = model.transformer.decoder(input_ids=torch.zeros(4, 1, dtype=torch.long), encoder_hidden_states=encoded,
+                                        encoder_attention_mask=enc["attention_mask"]).last_hidden_state
+        torch.testing.assert_close(logits, model.classification_head(dec[:, 0]))
+        assert not torch.allclose(logits[0], logits[1])  # different texts, different scores
 
 
 def test_t5_text_decoding_only_emits_label_words(scratch_models, fpb_rows):

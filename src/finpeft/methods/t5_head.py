@@ -1,14 +1,30 @@
-"""t5-head: a T5 pretrained from scratch (finpeft pretrain objective=span) with transformers'
-T5ForSequenceClassification head (the </s> state of the decoder), fine-tuned in full or with LoRA
-(`method.lora_r=8`, merged when saved)."""
-from finpeft.methods.scratch_common import (TRAIN_DEFAULTS, TASKS, Options, from_config, saved_model,  # noqa: F401
-                             scratch_config, with_lora)
+"""t5-head: a T5 pretrained from scratch (finpeft pretrain objective=span) with a classification head, fine-tuned
+in full or with LoRA (`method.lora_r=8`, merged when saved).
+
+`method.decoder_input` picks what the decoder reads:
+- "text" (transformers' T5ForSequenceClassification): the whole text again, shifted right; the head reads the
+  decoder state at the last </s>.
+- "start" (models/scratch.py T5StartClassifier): only the start token - one decoder step that reads the text
+  through cross-attention, as a span-pretrained decoder does when it writes its first token.
+"""
+from typing import Literal
+
+from finpeft.methods.scratch_common import (TRAIN_DEFAULTS, TASKS, from_config, saved_model,  # noqa: F401
+                                            scratch_config, with_lora)
+from finpeft.methods.scratch_common import Options as ScratchOptions
 
 ARTIFACT = "hf"
 
 
+class Options(ScratchOptions):
+    decoder_input: Literal["text", "start"] = "text"
+
+
 def build(model_path, labels, opts, model_cfg):
     config = scratch_config(model_path, labels, "t5", "t5-head", model_cfg, opts.dropout)
+    if opts.decoder_input == "start":
+        from finpeft.models.scratch import T5StartConfig
+        config = T5StartConfig(**{k: v for k, v in config.to_dict().items() if k not in ("model_type", "architectures")})
     # the Trainer's evaluation must gather the logits only, not the encoder states (ragged across batches)
     config.use_cache, config.keys_to_ignore_at_inference = False, ["past_key_values", "encoder_last_hidden_state"]
     return with_lora(from_config(model_path, config), opts, "t5", ["classification_head"])

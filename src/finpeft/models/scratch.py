@@ -4,6 +4,10 @@
 Written here because transformers has no Mamba2 classification head and no text-to-text classifier:
 - Mamba2ForSequenceClassification: the Mamba2 LM body, then the state of the last real token (a causal model
   has read the whole text there) or a BiLSTM over all token states (`finpeft_head: bilstm`).
+- T5StartClassifier: T5 reading the text with its encoder only; the decoder takes one step (the start token),
+  cross-attending to the encoder, and a classification head reads that step's state (t5-head
+  `method.decoder_input=start`). transformers' T5ForSequenceClassification instead feeds the whole text to the
+  decoder too and reads its last </s> state - an input a span-pretrained decoder never saw.
 - T5TextClassifier: T5 text-to-text. The input gets a task prefix ("sentiment: "), the target is the label
   word + </s>; the loss is the usual LM loss on the gold target, and the logits are the log-likelihoods of every
   label word, so prediction (argmax) can only ever answer with a label word. `generate_labels` decodes with
@@ -15,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import (AutoConfig, AutoModelForSequenceClassification, Mamba2Config, Mamba2Model,
-                          Mamba2PreTrainedModel, T5Config, T5ForConditionalGeneration)
+                          Mamba2PreTrainedModel, T5Config, T5ForConditionalGeneration, T5ForSequenceClassification)
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 
@@ -45,6 +49,27 @@ class Mamba2ForSequenceClassification(Mamba2PreTrainedModel):
             last = attention_mask.sum(1).clamp(min=1) - 1
             rep = states[torch.arange(states.shape[0], device=states.device), last]
         logits = self.score(self.dropout(rep))
+        loss = nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+class T5StartConfig(T5Config):
+    model_type = "t5-start"
+
+
+class T5StartClassifier(T5ForSequenceClassification):
+    """Same weights and names as T5ForSequenceClassification (`transformer.*`, `classification_head.*`), so a
+    span-pretrained T5 loads into it as it does into transformers' class; only the decoder's input differs."""
+    config_class = T5StartConfig
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> SequenceClassifierOutput:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        start = torch.full((input_ids.shape[0], 1), self.config.decoder_start_token_id, dtype=torch.long,
+                           device=input_ids.device)  # (B, 1)
+        out = self.transformer(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start,
+                               use_cache=False)
+        logits = self.classification_head(out.last_hidden_state[:, 0])  # (B, H) -> (B, K)
         loss = nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
@@ -129,6 +154,8 @@ def register() -> None:
     if getattr(register, "done", False):
         return
     AutoConfig.register("t5-text", T5TextConfig, exist_ok=True)
+    AutoConfig.register("t5-start", T5StartConfig, exist_ok=True)
+    AutoModelForSequenceClassification.register(T5StartConfig, T5StartClassifier, exist_ok=True)
     AutoModelForSequenceClassification.register(T5TextConfig, T5TextClassifier, exist_ok=True)
     AutoModelForSequenceClassification.register(Mamba2Config, Mamba2ForSequenceClassification, exist_ok=True)
     register.done = True
