@@ -31,4 +31,6 @@ for s in 43 44; do run fpb-lr$LR-s$s data.dataset=fpb train.lr=$LR train.epochs=
 for s in 42 43 44; do run fiqa-lr$LR-s$s data.dataset=fiqa-sa train.lr=$LR train.epochs=4 seed=$s; done
 # 3. TFNS: same lr, 1 epoch (time)
 for s in 42 43 44; do run tfns-lr$LR-s$s data.dataset=tfns train.lr=$LR train.epochs=1 seed=$s; done
+# 4. TFNS, two epochs (valid macro-F1 picked them over step 3 for every seed; shipped as recipes/best-tfns.yaml)
+for s in 42 43 44; do run tfns_2ep-lr$LR-s$s data.dataset=tfns train.lr=$LR train.epochs=2 seed=$s; done
 echo "$(date +%T) study done" >> $R/log.txt

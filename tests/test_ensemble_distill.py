@@ -160,3 +160,10 @@ def test_student_recipe_trains_its_teacher_once(tmp_path, monkeypatch):
                       output=tmp_path / "student2")
     assert (tmp_path / "runs/teachers/teacher-s7/run.json").stat().st_mtime_ns == made  # reused, not retrained
     assert json.loads((second / "metrics.json").read_text())["teacher_seconds"] is None  # probabilities cached
+    teacher["train"]["lr"] = 5e-3  # the teacher recipe edited: the old teacher is stale, trained again
+    (tmp_path / "teacher.yaml").write_text(yaml.safe_dump(teacher))
+    third = fp.train(None, [*TINY, "method=head", "train.lr=1e-2", "train.distill_from=teacher.yaml"],
+                     output=tmp_path / "student3")
+    assert (tmp_path / "runs/teachers/teacher-s7/run.json").stat().st_mtime_ns != made
+    assert "lr: 0.005" in (tmp_path / "runs/teachers/teacher-s7/recipe.yaml").read_text()
+    assert json.loads((third / "metrics.json").read_text())["teacher_seconds"] is not None  # scored anew

@@ -186,6 +186,8 @@ def test_t5_head_start_loads_the_pretrained_weights_and_reads_only_the_encoder(s
     labels = ["negative", "neutral", "positive"]
     path = str(scratch_models["t5"])
     model = t5_head.build(path, labels, t5_head.Options(decoder_input="start"), ModelConfig()).eval()
+    for lin in (model.classification_head.dense, model.classification_head.out_proj):  # T5's init, not std 1
+        assert 0.5 < lin.weight.std().item() * model.config.d_model ** 0.5 < 1.5
     pre = T5ForConditionalGeneration.from_pretrained(path)
     for name, w in pre.state_dict().items():
         if name != "lm_head.weight":  # tied to shared.weight

@@ -62,6 +62,16 @@ class T5StartClassifier(T5ForSequenceClassification):
     span-pretrained T5 loads into it as it does into transformers' class; only the decoder's input differs."""
     config_class = T5StartConfig
 
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        head = getattr(self, "classification_head", None)
+        if head is not None and (module is head.dense or module is head.out_proj):
+            # transformers treats a class defined outside it as custom code: the head's Linears get the generic
+            # init (std = initializer_factor = 1: logits ~10 at step 0, training stuck on the majority class) and
+            # T5's head branch is skipped. Give them T5's std d_model^-0.5 here.
+            nn.init.normal_(module.weight, std=self.config.initializer_factor * self.config.d_model ** -0.5)
+            nn.init.zeros_(module.bias)
+
     def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> SequenceClassifierOutput:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
