@@ -98,6 +98,8 @@ class TrainConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     layer_lr_decay: float | None = Field(None, gt=0, le=1)  # e.g. 0.8: each encoder layer 0.8x the lr of the one above
     max_grad_norm: float = 1.0
+    # e.g. 0.995: evaluate, checkpoint and keep the exponential moving average of the weights (training/ema.py)
+    ema_decay: float | None = Field(None, gt=0, lt=1)
     early_stopping_patience: int | None = Field(2, ge=1)
     group_by_length: bool = True
     freeze_embeddings: bool = False  # keep the token-embedding matrix fixed (no gradient, no AdamW update)

@@ -251,6 +251,9 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     steps = _StepCounter()
     clock = _Clock(work / "elapsed.json", resume)
     callbacks = [steps, clock, *(callbacks or [])]
+    if t.ema_decay:
+        from finpeft.training.ema import EMACallback
+        callbacks.append(EMACallback(t.ema_decay))
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience))
     extra = {}  # Trainer keyword arguments beyond the common ones
