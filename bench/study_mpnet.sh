@@ -33,4 +33,8 @@ for s in 42 43 44; do run fiqa-lr$LR-s$s data.dataset=fiqa-sa train.lr=$LR train
 for s in 42 43 44; do run tfns-lr$LR-s$s data.dataset=tfns train.lr=$LR train.epochs=1 seed=$s; done
 # 4. TFNS, two epochs (valid macro-F1 picked them over step 3 for every seed; shipped as recipes/best-tfns.yaml)
 for s in 42 43 44; do run tfns_2ep-lr$LR-s$s data.dataset=tfns train.lr=$LR train.epochs=2 seed=$s; done
+# 5. TFNS, three epochs (valid picked them over step 4 for every seed; shipped as recipes/best-tfns.yaml)
+for s in 42 43 44; do run tfns_3ep-lr$LR-s$s data.dataset=tfns train.lr=$LR train.epochs=3 seed=$s; done
+# 6. FPB with an exponential moving average of the weights (decay fixed at 0.995 before any run)
+for s in 42 43 44; do run fpb-ema995-s$s data.dataset=fpb train.lr=$LR train.epochs=2 train.ema_decay=0.995 seed=$s; done
 echo "$(date +%T) study done" >> $R/log.txt
