@@ -76,6 +76,9 @@ class ModelConfig(_Strict):
     backbone: str = "minilm-l6"
     max_length: int = Field(128, ge=8, le=8192)
     trust_remote_code: bool = False  # never implicit
+    # A finished full fine-tune (run dir) or a recipe .yaml trained first: start from its weights, head included
+    # (intermediate-task transfer). Same backbone and labels; see finpeft.training.prerequisite.
+    init_from: str | None = None
 
 
 class MethodConfig(BaseModel):

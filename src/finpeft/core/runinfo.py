@@ -34,6 +34,7 @@ class RunInfo(BaseModel):
     label_names: dict[str, str] | None = None  # the user's spelling of each canonical label (e.g. Bullish)
     trust_remote_code: bool = False
     target: dict[str, float] | None = None  # regression: the training scores' mean / std the model predicts in
+    init_from: str | None = None  # the finished run whose weights this one started from (model.init_from)
     # ensemble
     members: list[str] | None = None
     weights: list[float] | None = None

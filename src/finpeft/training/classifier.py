@@ -137,11 +137,11 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     if recipe.train.distill_from and load_teacher is None:
         raise FinpeftError("train.distill_from: the teacher is scored through finpeft.inference; call finpeft.train "
                            "(or `finpeft train`), or pass load_teacher=finpeft.inference.predictor.Predictor")
+    import functools
+    from finpeft.training.prerequisite import check_init_labels, init_weights, run_from_recipe
+    again = functools.partial(train, load_teacher=load_teacher)
     if recipe.train.distill_from and recipe.train.distill_from.endswith((".yaml", ".yml")):
-        import functools
-        from finpeft.training.distill import teacher_from_recipe
-        teacher_dir, teacher_train = teacher_from_recipe(recipe.train.distill_from,
-                                                         functools.partial(train, load_teacher=load_teacher), _say)
+        teacher_dir, teacher_train = run_from_recipe(recipe.train.distill_from, again, _say)
         recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"distill_from": str(teacher_dir)})})
     # 1. Everything that can be rejected without a model: method, options, data.
     method, opts = checked_method(recipe.method)
@@ -150,7 +150,12 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     from finpeft.training.distill import check_transfer
     check_transfer(recipe, method.ARTIFACT == "frozen")
     model_path = resolve_backbone(recipe.model.backbone)  # a name check only; nothing is loaded yet
+    init_run = None
+    if recipe.model.init_from:  # intermediate-task transfer: that run's fine-tuned weights, not the raw backbone
+        model_path, init_run, _ = init_weights(recipe.model.init_from, recipe.model.backbone, again, _say)
     data = load_dataset_splits(recipe.data)
+    if init_run is not None:
+        check_init_labels(init_run, data.labels, data.task)
     regression = data.task == "regression"
     if regression:
         from finpeft.methods import supports
@@ -330,6 +335,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     tokenizer.save_pretrained(model_dir)
     run_info = {"finpeft_version": __version__, "artifact": method.ARTIFACT, "method": recipe.method.name,
                 "backbone": recipe.model.backbone, "backbone_path": model_path, "labels": data.labels,
+                **({"init_from": str(init_run.resolve())} if init_run is not None else {}),
                 "label_names": data.label_names,
                 "max_length": recipe.model.max_length, "trust_remote_code": recipe.model.trust_remote_code,
                 **({"task": "regression", "target": label_ids.to_dict()} if regression else {})}

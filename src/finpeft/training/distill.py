@@ -8,8 +8,6 @@ rides through the Trainer's column filter and the method's own collator untouche
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -165,26 +163,3 @@ def check_transfer(recipe, frozen: bool) -> None:
     if recipe.train.distill_unlabelled and frozen:
         raise FinpeftError("train.distill_unlabelled needs a method that runs the encoder on each text (full, "
                            "head, lora, dora, ...): frozen-encoder heads train on cached features of the labelled rows")
-
-
-def teacher_from_recipe(path: str, train_fn, say) -> tuple[Path, float | None]:
-    """`train.distill_from=RECIPE.yaml`: the teacher that recipe trains, in runs/teachers/<recipe>-s<seed>;
-    trained now unless a finished run of the same recipe is already there (an edited recipe trains it again).
-    Returns (teacher run dir, its train seconds)."""
-    import json
-    from pathlib import Path
-    from finpeft.core.recipe import load_recipe
-    recipe = load_recipe(path)
-    if recipe.train.distill_from:
-        raise FinpeftError(f"train.distill_from {path}: the teacher recipe distils itself; give a plain recipe")
-    out = Path("runs") / "teachers" / f"{Path(path).stem}-s{recipe.seed}"
-    saved = out / "recipe.yaml"
-    same = saved.is_file() and saved.read_text(encoding="utf-8") == recipe.to_yaml()
-    if (out / "run.json").is_file() and same:
-        say(f"teacher: reusing the finished run {out} (trained from {path})")
-    else:  # none yet, or the recipe was edited since it trained (a stale teacher would be silently wrong)
-        say(f"teacher: {out} was trained from another version of {path}; training it again" if (out / "run.json")
-            .is_file() else f"teacher: training {path} into {out} first (done once; later students reuse it)")
-        train_fn(recipe, output=out, overwrite=True, command=f"(teacher of a student) finpeft train {path}")
-    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    return out, metrics.get("train_seconds")
