@@ -37,4 +37,11 @@ for s in 42 43 44; do run tfns_2ep-lr$LR-s$s data.dataset=tfns train.lr=$LR trai
 for s in 42 43 44; do run tfns_3ep-lr$LR-s$s data.dataset=tfns train.lr=$LR train.epochs=3 seed=$s; done
 # 6. FPB with an exponential moving average of the weights (decay fixed at 0.995 before any run)
 for s in 42 43 44; do run fpb-ema995-s$s data.dataset=fpb train.lr=$LR train.epochs=2 train.ema_decay=0.995 seed=$s; done
+# 7. Intermediate-task transfer (STILTs): FiQA-SA and FPB starting from the three-epoch TFNS model of seed 43
+#    (one fixed intermediate model; the seed varies the second fine-tune). The 2026-12-06 runs passed its model/
+#    dir as model.backbone, which loads the same weights as model.init_from does.
+for s in 42 43 44; do run fiqa-from-tfns43-s$s data.dataset=fiqa-sa train.lr=$LR train.epochs=4 seed=$s \
+  model.init_from=$R/tfns_3ep-lr$LR-s43; done
+for s in 42 43 44; do run fpb-from-tfns43-s$s data.dataset=fpb train.lr=$LR train.epochs=2 seed=$s \
+  model.init_from=$R/tfns_3ep-lr$LR-s43; done
 echo "$(date +%T) study done" >> $R/log.txt
