@@ -103,6 +103,7 @@ class TrainConfig(_Strict):
     max_grad_norm: float = 1.0
     # e.g. 0.995: evaluate, checkpoint and keep the exponential moving average of the weights (training/ema.py)
     ema_decay: float | None = Field(None, gt=0, lt=1)
+    rdrop_alpha: float | None = Field(None, gt=0)  # R-Drop: two dropout passes, + alpha * symmetric KL
     early_stopping_patience: int | None = Field(2, ge=1)
     group_by_length: bool = True
     freeze_embeddings: bool = False  # keep the token-embedding matrix fixed (no gradient, no AdamW update)

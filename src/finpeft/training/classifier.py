@@ -149,6 +149,8 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     precision = _precision(recipe.train.precision)
     from finpeft.training.distill import check_transfer
     check_transfer(recipe, method.ARTIFACT == "frozen")
+    if recipe.train.rdrop_alpha and recipe.train.distill_from:
+        raise FinpeftError("train.rdrop_alpha and train.distill_from each set the training loss; use one of them")
     model_path = resolve_backbone(recipe.model.backbone)  # a name check only; nothing is loaded yet
     init_run = None
     if recipe.model.init_from:  # intermediate-task transfer: that run's fine-tuned weights, not the raw backbone
@@ -164,6 +166,8 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
                                "use full, head, lora, dora, qlora, ia3 or a frozen-encoder head (mamba-adapter, ...)")
         if recipe.train.distill_from:
             raise FinpeftError("train.distill_from: distillation learns class probabilities; not for regression")
+        if recipe.train.rdrop_alpha:
+            raise FinpeftError("train.rdrop_alpha: R-Drop compares class probabilities; not for regression")
     for pair, n in leakage_between({"train": data.train, "valid": data.valid, "test": data.test}).items():
         _say(f"warning: leakage {pair}: {n} normalised text(s) shared (run `finpeft data check {data.name}`)")
     for note in data.notes:
@@ -267,10 +271,14 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
         groups = layerwise_param_groups(model, t.lr, t.weight_decay, t.layer_lr_decay)
         extra["optimizer_cls_and_kwargs"] = (cls, {**kwargs, "params": groups})
+    trainer_cls = Trainer
     if t.distill_from:
-        from finpeft.training.distill import DistillTrainer
+        from finpeft.training.distill import DistillTrainer as trainer_cls
         extra.update(alpha=t.distill_alpha, temperature=t.distill_temperature)
-    trainer = (DistillTrainer if t.distill_from else Trainer)(
+    elif t.rdrop_alpha:
+        from finpeft.training.rdrop import RDropTrainer as trainer_cls
+        extra.update(rdrop_alpha=t.rdrop_alpha)
+    trainer = trainer_cls(
         model=model, args=args, train_dataset=ds["train"], eval_dataset=ds["valid"], data_collator=collator,
         compute_metrics=_regression_eval(label_ids) if regression else _eval_metrics, callbacks=callbacks, **extra)
     started = time.perf_counter()
