@@ -154,10 +154,10 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     model_path = resolve_backbone(recipe.model.backbone)  # a name check only; nothing is loaded yet
     init_run = None
     if recipe.model.init_from:  # intermediate-task transfer: that run's fine-tuned weights, not the raw backbone
-        model_path, init_run, _ = init_weights(recipe.model.init_from, recipe.model.backbone, again, _say)
+        model_path, init_run, init_labels = init_weights(recipe.model.init_from, recipe.model.backbone, again, _say)
     data = load_dataset_splits(recipe.data)
     if init_run is not None:
-        check_init_labels(init_run, data.labels, data.task)
+        check_init_labels(init_run, init_labels, data.labels, data.task)
     regression = data.task == "regression"
     if regression:
         from finpeft.methods import supports

@@ -38,13 +38,12 @@ def run_from_recipe(path: str, train_fn, say, folder: str = "teachers",
     return out, metrics.get("train_seconds")
 
 
-def init_weights(init_from: str, backbone: str, train_fn, say) -> tuple[str, Path, float | None]:
-    """`model.init_from`: (the model dir to load instead of the backbone, the run dir, its train seconds if it was
-    a recipe). The run must be a full transformers model (artifact hf: full, or a merged scratch model) of a
-    classifier on the same backbone; its labels are checked against the data once they are loaded."""
-    seconds = None
+def init_weights(init_from: str, backbone: str, train_fn, say) -> tuple[str, Path, list[str]]:
+    """`model.init_from`: (the model dir to load instead of the backbone, the run dir, its classifier's labels).
+    The run must be a full transformers model (artifact hf: full, or a merged scratch model) of a classifier on
+    the same backbone; its labels are checked against the data once they are loaded (check_init_labels)."""
     if init_from.endswith((".yaml", ".yml")):
-        run, seconds = run_from_recipe(init_from, train_fn, say, folder="intermediate", role="intermediate model")
+        run, _ = run_from_recipe(init_from, train_fn, say, folder="intermediate", role="intermediate model")
     else:
         run = Path(init_from)
     from finpeft.core.runinfo import read_run_info
@@ -60,14 +59,13 @@ def init_weights(init_from: str, backbone: str, train_fn, say) -> tuple[str, Pat
     if info.get("backbone") != backbone:
         raise FinpeftError(f"model.init_from {init_from}: trained on backbone {info.get('backbone')}, this recipe "
                            f"says model.backbone={backbone}; make them the same")
-    return str((run / "model").resolve()), run, seconds
+    return str((run / "model").resolve()), run, info["labels"]
 
 
-def check_init_labels(run: Path, labels: list[str], task: str = "classification") -> None:
+def check_init_labels(run: Path, had: list[str], labels: list[str], task: str = "classification") -> None:
     """The reused classification head maps row i to label i: the labels must be the same, in the same order."""
     if task != "classification":
         raise FinpeftError(f"model.init_from {run}: a classifier's weights; this data is a {task} task")
-    had = json.loads((run / "run.json").read_text(encoding="utf-8"))["labels"]
     if list(had) != list(labels):
         raise FinpeftError(f"model.init_from {run}: its classifier's labels {had} differ from the data's {labels} "
                            f"(names and order must match; data.labels=[{','.join(had)}] sets the order)")
