@@ -44,4 +44,11 @@ for s in 42 43 44; do run fiqa-from-tfns43-s$s data.dataset=fiqa-sa train.lr=$LR
   model.init_from=$R/tfns_3ep-lr$LR-s43; done
 for s in 42 43 44; do run fpb-from-tfns43-s$s data.dataset=fpb train.lr=$LR train.epochs=2 seed=$s \
   model.init_from=$R/tfns_3ep-lr$LR-s43; done
+# 8. LoRA on MPNet (r 16, alpha 32 on q,k,v,o + FFN, head in full; lr 5e-4, 4 epochs: settings fixed before any
+#    run) on FPB and FiQA-SA, 3 seeds; DoRA with the same settings on FPB, seed 42 (2.1x LoRA's time). The
+#    2026-12-06 runs passed these overrides to recipes/best-fpb.yaml, which sets the same common options.
+lora="method.name=lora method.r=16 method.alpha=32 train.lr=5e-4 train.epochs=4"
+for s in 42 43 44; do run fpb-lora16-s$s data.dataset=fpb $lora seed=$s; done
+run fpb-dora16-s42 data.dataset=fpb ${lora/name=lora/name=dora} seed=42
+for s in 42 43 44; do run fiqa-lora16-s$s data.dataset=fiqa-sa $lora seed=$s; done
 echo "$(date +%T) study done" >> $R/log.txt
