@@ -51,4 +51,9 @@ lora="method.name=lora method.r=16 method.alpha=32 train.lr=5e-4 train.epochs=4"
 for s in 42 43 44; do run fpb-lora16-s$s data.dataset=fpb $lora seed=$s; done
 run fpb-dora16-s42 data.dataset=fpb ${lora/name=lora/name=dora} seed=42
 for s in 42 43 44; do run fiqa-lora16-s$s data.dataset=fiqa-sa $lora seed=$s; done
+# 9. finpeft tune over lr and epochs of the FPB full fine-tune (seed 42, 3 trials), then the best trial's
+#    setting (lr 3.65e-5, 4 epochs on 2026-12-06) on seeds 43/44
+[ -f runs/tune-mpnet-fpb/best.json ] || finpeft tune recipes/tune-mpnet-fpb.yaml --trials 3 -o runs/tune-mpnet-fpb \
+  > runs/tune-mpnet-fpb.log 2>&1
+for s in 43 44; do run fpb-tuned-s$s data.dataset=fpb train.lr=3.65e-5 train.epochs=4 seed=$s; done
 echo "$(date +%T) study done" >> $R/log.txt
