@@ -62,6 +62,22 @@ def test_span_corruption_format_and_noise_density(tok, corpus):
     assert mask.sum() == 150 and n_spans == 50 and not mask[0]  # mean span length 3
 
 
+def test_denoise_targets_are_the_whole_text_behind_the_same_corrupted_input(tok, corpus):
+    """objective=denoise (BART text infilling): the encoder input is T5's corrupted text, the target the original."""
+    from finpeft.training.span_corruption import one_per_example
+    from finpeft.training.tokenizer import sentinel_ids
+    sent, eos = sentinel_ids(tok), tok.eos_token_id
+    chunks = one_per_example(tok(corpus[:200])["input_ids"], 128, eos)
+    for c in chunks:
+        span_in, span_out = corrupt(np.asarray(c), sent, eos, 0.3, 3.0, np.random.default_rng(7))
+        full_in, full_out = corrupt(np.asarray(c), sent, eos, 0.3, 3.0, np.random.default_rng(7), full_targets=True)
+        assert full_in == span_in and any(t in sent for t in full_in)  # same mask, same encoder input
+        assert full_out == c and full_out.count(eos) == 1  # the original headline, one </s>
+        assert len(full_out) > len(span_out) or len(c) < 4
+    batch = SpanCorruptionCollator(sent, eos, tok.pad_token_id, 0.3, seed=0, full_targets=True)([{"ids": chunks[0]}])
+    assert batch["labels"][0].tolist() == chunks[0]
+
+
 def test_packing_pads_only_the_last_sequence(tok, corpus):
     ids = tok(corpus[:200])["input_ids"]
     chunks = pack(ids, 64, tok.eos_token_id)
@@ -78,7 +94,7 @@ def test_packing_pads_only_the_last_sequence(tok, corpus):
     assert (first["attention_mask"] == 1).all()  # full chunks: no padding
 
 
-@pytest.mark.parametrize("objective", ["span", "clm"])
+@pytest.mark.parametrize("objective", ["span", "denoise", "clm"])
 def test_a_few_pretraining_steps_reduce_held_out_loss(objective, data_dir, tmp_path):
     from finpeft.training.scratch import load_scratch_recipe, pretrain_scratch
     recipe = load_scratch_recipe(None, [f"objective={objective}", "max_texts=800", "vocab_size=1000", "max_length=48",
@@ -88,11 +104,11 @@ def test_a_few_pretraining_steps_reduce_held_out_loss(objective, data_dir, tmp_p
     out = pretrain_scratch(recipe, tmp_path / objective)
     info = json.loads((out / "pretrain.json").read_text())
     assert info["valid_loss_after"] < info["valid_loss_before"] - 0.5
-    assert info["arch"] == ("t5" if objective == "span" else "mamba2") and info["tokens_per_second_median"] > 0
+    assert info["arch"] == ("mamba2" if objective == "clm" else "t5") and info["tokens_per_second_median"] > 0
     assert (out / "loss_curve.png").is_file() and not (out / "checkpoints").exists()
     assert info["excluded"]["tfns"] > 0  # corpus texts shared with a labelled dataset were removed
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
-    loader = AutoModelForSeq2SeqLM if objective == "span" else AutoModelForCausalLM
+    loader = AutoModelForCausalLM if objective == "clm" else AutoModelForSeq2SeqLM
     assert loader.from_pretrained(out).config.vocab_size == info["vocab_size"]
 
 

@@ -136,10 +136,10 @@ def summarise(metrics: dict) -> str:
 def pretrain(recipe: str | None = None, overrides: Sequence[str] | None = None, output: str | Path = "", *,
              resume: bool = False, overwrite: bool = False, command: str | None = None) -> Path:
     """Pretrain on unlabelled text; returns the model dir to train on (`model.backbone=OUTPUT`). One recipe system,
-    three objectives: `objective=mlm` (domain-adaptive masked-LM of an existing encoder: backbone, corpus,
+    four objectives: `objective=mlm` (domain-adaptive masked-LM of an existing encoder: backbone, corpus,
     exclude, max_texts, max_length, train.epochs / lr / batch_size / mlm_probability; the default with no recipe
     and no overrides), `objective=span` (a tokenizer + T5 from scratch; the default when other keys are given),
-    `objective=clm` (a tokenizer + Mamba2 from scratch).
+    `objective=denoise` (the same T5 trained to rewrite the whole text, BART-style), `objective=clm` (a tokenizer + Mamba2 from scratch).
     Examples: `finpeft.pretrain(None, ["objective=mlm", "backbone=mpnet-base"], "runs/dapt-mpnet")`,
     `finpeft.pretrain(None, ["objective=span", "size=mini"], "runs/scratch/t5-mini")`."""
     if not output:
@@ -147,7 +147,7 @@ def pretrain(recipe: str | None = None, overrides: Sequence[str] | None = None, 
     items = list(overrides or [])
     if _objective(recipe, items) == "mlm":
         if resume:
-            raise FinpeftError("--resume is for pretraining from scratch (objective=span or clm)")
+            raise FinpeftError("--resume is for pretraining from scratch (objective=span, denoise or clm)")
         from finpeft.training.mlm import load_mlm_recipe, pretrain_mlm
         return pretrain_mlm(load_mlm_recipe(recipe, items), output, overwrite=overwrite, command=command)
     from finpeft.training.scratch import load_scratch_recipe, pretrain_scratch

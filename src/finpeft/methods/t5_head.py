@@ -1,4 +1,4 @@
-"""t5-head: a T5 pretrained from scratch (finpeft pretrain objective=span) with a classification head, fine-tuned
+"""t5-head: a T5 pretrained from scratch (finpeft pretrain objective=span or denoise) with a classification head, fine-tuned
 in full or with LoRA (`method.lora_r=8`, merged when saved).
 
 `method.decoder_input` picks what the decoder reads:

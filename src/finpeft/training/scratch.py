@@ -1,5 +1,5 @@
-"""`finpeft pretrain objective=span|clm`: a tokenizer and a T5 (span corruption) or Mamba2 (causal LM) trained
-from scratch on an unlabelled corpus; the output dir is a backbone for `finpeft train` (t5-head, t5-text,
+"""`finpeft pretrain objective=span|denoise|clm`: a tokenizer and a T5 (span corruption, or BART-style text
+infilling) or Mamba2 (causal LM) trained from scratch on an unlabelled corpus; the output dir is a backbone for `finpeft train` (t5-head, t5-text,
 mamba-lm, ...).
 
 Texts shared with the labelled datasets are removed first (as for DAPT); 2% of the texts (at least 20) are held
@@ -43,7 +43,11 @@ class ScratchTrain(_Strict):
 
 
 class ScratchRecipe(_Strict):
-    objective: Literal["span", "clm"] = "span"
+    # span: T5's span corruption (the decoder writes only the hidden spans). denoise: BART's text infilling (Lewis
+    # et al., 2020): the same corrupted encoder input, but the decoder rewrites the whole original text - so it is
+    # trained on what t5-head feeds it when fine-tuning (the full text, shifted right; the head reads its last
+    # </s>), the way BART's classifier reuses its pretrained decoder. clm: Mamba2 causal LM.
+    objective: Literal["span", "denoise", "clm"] = "span"
     arch: Literal["t5", "mamba2"] | None = None  # default: t5 for span, mamba2 for clm
     size: Literal["tiny", "mini", "small"] = "tiny"
     corpus: str = "fin-news"
@@ -65,18 +69,18 @@ class ScratchRecipe(_Strict):
 
     @property
     def packed(self) -> bool:
-        return self.objective != "span" if self.pack is None else self.pack
+        return self.objective == "clm" if self.pack is None else self.pack
 
     @property
     def architecture(self) -> str:
-        return self.arch or ("t5" if self.objective == "span" else "mamba2")
+        return self.arch or ("mamba2" if self.objective == "clm" else "t5")
 
 
 def load_scratch_recipe(path: str | None, overrides: list[str]) -> ScratchRecipe:
     from finpeft.core.recipe import load_model_recipe
     r = load_model_recipe(ScratchRecipe, path, overrides, {"epochs": "train.epochs", "lr": "train.lr"})
-    if (r.objective, r.architecture) not in (("span", "t5"), ("clm", "mamba2")):
-        raise FinpeftError(f"objective {r.objective} needs arch {'t5' if r.objective == 'span' else 'mamba2'}")
+    if (r.objective == "clm") != (r.architecture == "mamba2"):
+        raise FinpeftError(f"objective {r.objective} needs arch {'mamba2' if r.objective == 'clm' else 't5'}")
     return r
 
 
@@ -129,7 +133,7 @@ def plot_losses(history: list[dict], path: Path, title: str) -> None:
 def _optimizer(model, t: ScratchTrain, objective: str):
     import torch
     from transformers.optimization import Adafactor
-    kind = t.optimizer or ("adafactor" if objective == "span" else "adafactor-absolute")
+    kind = t.optimizer or ("adafactor-absolute" if objective == "clm" else "adafactor")
     if kind == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=t.lr or 1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
     return Adafactor(model.parameters(), lr=t.lr or 1e-2, scale_parameter=kind == "adafactor",
@@ -175,14 +179,15 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
         tok.save_pretrained(work)
     tokenizer_seconds = time.perf_counter() - t0
     encode = lambda batch: tok(batch, add_special_tokens=True)["input_ids"]  # noqa: E731  (ends with </s>)
-    span = recipe.objective == "span"
+    span = recipe.objective != "clm"  # a T5 with a corrupted encoder input (span or denoise)
+    full = recipe.objective == "denoise"  # targets: the whole original text instead of the hidden spans
     if span:
         chunk, target_len = expanded_length(recipe.max_length, recipe.noise_density, recipe.mean_span)
         sentinels = sentinel_ids(tok)
         cfg = t5_config(recipe.size, len(tok), tok.pad_token_id, tok.eos_token_id)
         from transformers import T5ForConditionalGeneration as Model
         collator = SpanCorruptionCollator(sentinels, tok.eos_token_id, tok.pad_token_id, recipe.noise_density,
-                                          recipe.mean_span, seed=recipe.seed)
+                                          recipe.mean_span, seed=recipe.seed, full_targets=full)
     else:
         chunk = recipe.max_length
         cfg = mamba2_config(recipe.size, len(tok), tok.pad_token_id, tok.eos_token_id)
@@ -193,7 +198,8 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
     valid_chunks = split(encode(valid_texts), chunk, tok.eos_token_id)
     if span:  # the held-out set is corrupted once, so every evaluation scores the same targets
         vr = np.random.default_rng(recipe.seed + 1)
-        pairs = [corrupt(np.asarray(c), sentinels, tok.eos_token_id, recipe.noise_density, recipe.mean_span, vr)
+        pairs = [corrupt(np.asarray(c), sentinels, tok.eos_token_id, recipe.noise_density, recipe.mean_span, vr,
+                         full)
                  for c in valid_chunks]
         valid_ds = Dataset.from_dict({"input_ids": [p[0] for p in pairs], "labels": [p[1] for p in pairs]})
         from transformers import DataCollatorForSeq2Seq
@@ -249,7 +255,7 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
         tr = np.random.default_rng(recipe.seed + 2)
         sample = [train_chunks[i] for i in tr.permutation(len(train_chunks))[:2000]]
         train_targets = [corrupt(np.asarray(c), sentinels, tok.eos_token_id, recipe.noise_density, recipe.mean_span,
-                                 tr)[1] for c in sample]
+                                 tr, full)[1] for c in sample]
         usage = encoder_usage(trainer.model, pairs, train_targets, tok.pad_token_id, len(tok))
         _say(usage_line(usage))
     trainer.model.save_pretrained(work, safe_serialization=True)

@@ -43,9 +43,10 @@ def random_spans_noise_mask(length: int, density: float, mean_span: float, rng: 
 
 
 def corrupt(ids: np.ndarray, sentinels: list[int], eos: int, density: float, mean_span: float,
-            rng: np.random.Generator) -> tuple[list[int], list[int]]:
+            rng: np.random.Generator, full_targets: bool = False) -> tuple[list[int], list[int]]:
     """(inputs, targets) of one raw chunk: each noise span -> the next sentinel in inputs; targets list every
-    sentinel followed by the tokens it hides. Both end with </s>."""
+    sentinel followed by the tokens it hides (T5), or with full_targets the whole original chunk (BART's text
+    infilling). Both end with </s>."""
     mask = random_spans_noise_mask(len(ids), density, mean_span, rng)
     starts = mask & ~np.pad(mask, (1, 0))[:-1]  # first token of each noise span
     if starts.sum() > len(sentinels):
@@ -57,6 +58,8 @@ def corrupt(ids: np.ndarray, sentinels: list[int], eos: int, density: float, mea
             inputs.append(sentinels[k])
             targets.append(sentinels[k])
         (targets if noisy else inputs).append(tok)
+    if full_targets:
+        targets = ids.tolist()[:-1] if ids[-1:].tolist() == [eos] else ids.tolist()
     return inputs + [eos], targets + [eos]
 
 
@@ -87,15 +90,15 @@ class SpanCorruptionCollator:
     batch (only a short last chunk ever needs it) with <pad> in inputs and -100 in labels."""
 
     def __init__(self, sentinels: list[int], eos: int, pad: int, density: float = 0.15, mean_span: float = 3.0,
-                 seed: int = 0):
-        self.sentinels, self.eos, self.pad = sentinels, eos, pad
+                 seed: int = 0, full_targets: bool = False):
+        self.sentinels, self.eos, self.pad, self.full = sentinels, eos, pad, full_targets
         self.density, self.mean_span = density, mean_span
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, features: list[dict]) -> dict:
         import torch
-        pairs = [corrupt(np.asarray(f["ids"]), self.sentinels, self.eos, self.density, self.mean_span, self.rng)
-                 for f in features]
+        pairs = [corrupt(np.asarray(f["ids"]), self.sentinels, self.eos, self.density, self.mean_span, self.rng,
+                         self.full) for f in features]
         li, lt = max(len(i) for i, _ in pairs), max(len(t) for _, t in pairs)
         ids = torch.full((len(pairs), li), self.pad, dtype=torch.long)
         labels = torch.full((len(pairs), lt), -100, dtype=torch.long)
