@@ -168,6 +168,7 @@ def scratch_models(data_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("method,arch,extra", [("t5-head", "t5", []), ("t5-text", "t5", []),
                                                ("t5-head", "t5", ["method.decoder_input=start"]),
+                                               ("t5-head", "t5", ["method.decoder_input=mean"]),
                                                ("mamba-lm", "mamba2", []), ("mamba-bilstm", "mamba2", []),
                                                ("lora", "mamba2", []), ("t5-text", "t5", ["method.lora_r=4"]),
                                                ("mamba-bilstm", "mamba2", ["method.lora_r=4"])])
@@ -183,8 +184,9 @@ def test_scratch_backbones_fine_tune_and_predict(method, arch, extra, scratch_mo
     if "method.lora_r=4" in extra:
         assert metrics["trainable_params"] < 0.35 * metrics["total_params"], metrics
         assert not (out / "model" / "adapter_config.json").exists()  # merged: a plain transformers model dir
-    if "method.decoder_input=start" in extra:  # the saved run reloads as the one-step-decoder class
-        assert json.loads((out / "model" / "config.json").read_text())["model_type"] == "t5-start"
+    for kind in ("start", "mean"):  # the saved run reloads as the class of its decoder_input
+        if f"method.decoder_input={kind}" in extra:
+            assert json.loads((out / "model" / "config.json").read_text())["model_type"] == f"t5-{kind}"
     texts = ["Operating profit rose to EUR 13.1 mn .", "The company's sales fell sharply ."]
     model = finpeft.load(out)
     pred = model.predict(texts)
@@ -217,6 +219,34 @@ def test_t5_head_start_loads_the_pretrained_weights_and_reads_only_the_encoder(s
                                         encoder_attention_mask=enc["attention_mask"]).last_hidden_state
         torch.testing.assert_close(logits, model.classification_head(dec[:, 0]))
         assert not torch.allclose(logits[0], logits[1])  # different texts, different scores
+
+
+def test_t5_head_mean_pools_the_decoder_over_the_text_only(scratch_models, fpb_rows):
+    """decoder_input=mean: the pretrained weights arrive, the head reads the mean decoder state - padding a row
+    (batching it with a longer text) leaves its logits unchanged, and they differ from the last-state readout."""
+    import torch
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+    from finpeft.core.recipe import ModelConfig
+    from finpeft.methods import t5_head
+    labels = ["negative", "neutral", "positive"]
+    path = str(scratch_models["t5"])
+    model = t5_head.build(path, labels, t5_head.Options(decoder_input="mean"), ModelConfig()).eval()
+    assert model.config.model_type == "t5-mean"
+    pre = T5ForConditionalGeneration.from_pretrained(path)
+    for name, w in pre.state_dict().items():
+        if name != "lm_head.weight":
+            torch.testing.assert_close(model.transformer.state_dict()[name], w, msg=name)
+    tok = AutoTokenizer.from_pretrained(path)
+    short = "Sales fell ."
+    long = max(fpb_rows["text"].head(50), key=len)  # a real FPB sentence, longer than `short`
+    with torch.no_grad():
+        alone = model(**tok([short], return_tensors="pt")).logits
+        both = model(**tok([short, long], padding=True, return_tensors="pt")).logits
+        torch.testing.assert_close(both[:1], alone, atol=1e-5, rtol=1e-4)
+        enc = tok([short], return_tensors="pt")
+        out = model.transformer(**enc, decoder_input_ids=model._shift_right(enc["input_ids"]))
+        last = model.classification_head(out.last_hidden_state[:, -1])
+    assert not torch.allclose(last, alone, atol=1e-4)
 
 
 def test_t5_text_decoding_only_emits_label_words(scratch_models, fpb_rows):

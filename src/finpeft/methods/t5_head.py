@@ -6,6 +6,8 @@ in full or with LoRA (`method.lora_r=8`, merged when saved).
   decoder state at the last </s>.
 - "start" (models/scratch.py T5StartClassifier): only the start token - one decoder step that reads the text
   through cross-attention, as a span-pretrained decoder does when it writes its first token.
+- "mean" (models/scratch.py T5MeanClassifier): the whole text, as "text", but the head reads the mean of the
+  decoder states instead of the last one (which pretraining teaches to predict </s> for every text).
 """
 from typing import Literal
 
@@ -17,14 +19,15 @@ ARTIFACT = "hf"
 
 
 class Options(ScratchOptions):
-    decoder_input: Literal["text", "start"] = "text"
+    decoder_input: Literal["text", "start", "mean"] = "text"
 
 
 def build(model_path, labels, opts, model_cfg):
     config = scratch_config(model_path, labels, "t5", "t5-head", model_cfg, opts.dropout)
-    if opts.decoder_input == "start":
-        from finpeft.models.scratch import T5StartConfig
-        config = T5StartConfig(**{k: v for k, v in config.to_dict().items() if k not in ("model_type", "architectures")})
+    if opts.decoder_input != "text":
+        from finpeft.models.scratch import T5MeanConfig, T5StartConfig
+        kind = T5StartConfig if opts.decoder_input == "start" else T5MeanConfig
+        config = kind(**{k: v for k, v in config.to_dict().items() if k not in ("model_type", "architectures")})
     # the Trainer's evaluation must gather the logits only, not the encoder states (ragged across batches)
     config.use_cache, config.keys_to_ignore_at_inference = False, ["past_key_values", "encoder_last_hidden_state"]
     return with_lora(from_config(model_path, config), opts, "t5", ["classification_head"])

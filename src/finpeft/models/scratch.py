@@ -8,6 +8,10 @@ Written here because transformers has no Mamba2 classification head and no text-
   cross-attending to the encoder, and a classification head reads that step's state (t5-head
   `method.decoder_input=start`). transformers' T5ForSequenceClassification instead feeds the whole text to the
   decoder too and reads its last </s> state - an input a span-pretrained decoder never saw.
+- T5MeanClassifier: the decoder reads the whole text as in transformers' class, but the head reads the mean of
+  the decoder's states over the text instead of the last one (t5-head `method.decoder_input=mean`). The last
+  state is trained in pretraining to predict </s>, the same target for every text: of the three readouts a
+  linear probe tries on FPB it is the one pretraining makes worse, the mean the one it makes better.
 - T5TextClassifier: T5 text-to-text. The input gets a task prefix ("sentiment: "), the target is the label
   word + </s>; the loss is the usual LM loss on the gold target, and the logits are the log-likelihoods of every
   label word, so prediction (argmax) can only ever answer with a label word. `generate_labels` decodes with
@@ -80,6 +84,27 @@ class T5StartClassifier(T5ForSequenceClassification):
         out = self.transformer(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start,
                                use_cache=False)
         logits = self.classification_head(out.last_hidden_state[:, 0])  # (B, H) -> (B, K)
+        loss = nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+class T5MeanConfig(T5Config):
+    model_type = "t5-mean"
+
+
+class T5MeanClassifier(T5StartClassifier):
+    config_class = T5MeanConfig
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> SequenceClassifierOutput:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        # decoder input: the text shifted right (start, x1 .. x_{n-1}); position i has read x_1 .. x_i
+        out = self.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                               decoder_input_ids=self._shift_right(input_ids), decoder_attention_mask=attention_mask,
+                               use_cache=False)
+        mask = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)  # (B, L, 1)
+        pooled = (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, H)
+        logits = self.classification_head(pooled)  # (B, K)
         loss = nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
@@ -165,6 +190,8 @@ def register() -> None:
         return
     AutoConfig.register("t5-text", T5TextConfig, exist_ok=True)
     AutoConfig.register("t5-start", T5StartConfig, exist_ok=True)
+    AutoConfig.register("t5-mean", T5MeanConfig, exist_ok=True)
+    AutoModelForSequenceClassification.register(T5MeanConfig, T5MeanClassifier, exist_ok=True)
     AutoModelForSequenceClassification.register(T5StartConfig, T5StartClassifier, exist_ok=True)
     AutoModelForSequenceClassification.register(T5TextConfig, T5TextClassifier, exist_ok=True)
     AutoModelForSequenceClassification.register(Mamba2Config, Mamba2ForSequenceClassification, exist_ok=True)
