@@ -1,7 +1,7 @@
 """t5-head: a T5 pretrained from scratch (finpeft pretrain objective=span or denoise) with a classification head, fine-tuned
 in full or with LoRA (`method.lora_r=8`, merged when saved).
 
-`method.decoder_input` picks what the decoder reads:
+`method.decoder_input` picks what the decoder reads and the head reads (default "mean"):
 - "text" (transformers' T5ForSequenceClassification): the whole text again, shifted right; the head reads the
   decoder state at the last </s>.
 - "start" (models/scratch.py T5StartClassifier): only the start token - one decoder step that reads the text
@@ -19,7 +19,9 @@ ARTIFACT = "hf"
 
 
 class Options(ScratchOptions):
-    decoder_input: Literal["text", "start", "mean"] = "text"
+    # mean: the default since 2026-12-06 - equal to "text" at random init, ahead of it over a pretrained T5
+    # (docs/benchmarks.md, issue 21)
+    decoder_input: Literal["text", "start", "mean"] = "mean"
 
 
 def build(model_path, labels, opts, model_cfg):

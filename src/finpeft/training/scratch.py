@@ -1,6 +1,6 @@
 """`finpeft pretrain objective=span|denoise|clm`: a tokenizer and a T5 (span corruption, or BART-style text
-infilling) or Mamba2 (causal LM) trained from scratch on an unlabelled corpus; the output dir is a backbone for `finpeft train` (t5-head, t5-text,
-mamba-lm, ...).
+infilling) or Mamba2 (causal LM) trained from scratch on an unlabelled corpus; the output dir is a backbone for
+`finpeft train` (t5-head, t5-text, mamba-lm, ...).
 
 Texts shared with the labelled datasets are removed first (as for DAPT); 2% of the texts (at least 20) are held
 out and their loss is measured before, during and after training. AdamW (or Adafactor with relative steps) with an
@@ -57,7 +57,8 @@ class ScratchRecipe(_Strict):
     tokenizer: str | None = Field(None, description="a tokenizer dir to reuse (default: train one on the corpus)")
     vocab_size: int = Field(8000, ge=200)
     max_length: int = Field(128, ge=16, description="span: encoder input tokens; clm: tokens per sequence")
-    noise_density: float = Field(0.15, gt=0, lt=1)
+    # default: 0.15 for span (T5), 0.3 for denoise (BART's text infilling masks 30 %)
+    noise_density: float | None = Field(None, gt=0, lt=1)
     mean_span: float = Field(3.0, ge=1)
     # pack: texts joined end to end into full-length chunks (T5 / GPT practice for long documents; the default for
     # clm); false: one text per example (truncated to the chunk), the unit fine-tuning sees - the default for span.
@@ -70,6 +71,10 @@ class ScratchRecipe(_Strict):
     @property
     def packed(self) -> bool:
         return self.objective == "clm" if self.pack is None else self.pack
+
+    @property
+    def density(self) -> float:
+        return self.noise_density or (0.3 if self.objective == "denoise" else 0.15)
 
     @property
     def architecture(self) -> str:
@@ -182,11 +187,11 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
     span = recipe.objective != "clm"  # a T5 with a corrupted encoder input (span or denoise)
     full = recipe.objective == "denoise"  # targets: the whole original text instead of the hidden spans
     if span:
-        chunk, target_len = expanded_length(recipe.max_length, recipe.noise_density, recipe.mean_span)
+        chunk, target_len = expanded_length(recipe.max_length, recipe.density, recipe.mean_span)
         sentinels = sentinel_ids(tok)
         cfg = t5_config(recipe.size, len(tok), tok.pad_token_id, tok.eos_token_id)
         from transformers import T5ForConditionalGeneration as Model
-        collator = SpanCorruptionCollator(sentinels, tok.eos_token_id, tok.pad_token_id, recipe.noise_density,
+        collator = SpanCorruptionCollator(sentinels, tok.eos_token_id, tok.pad_token_id, recipe.density,
                                           recipe.mean_span, seed=recipe.seed, full_targets=full)
     else:
         chunk = recipe.max_length
@@ -198,7 +203,7 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
     valid_chunks = split(encode(valid_texts), chunk, tok.eos_token_id)
     if span:  # the held-out set is corrupted once, so every evaluation scores the same targets
         vr = np.random.default_rng(recipe.seed + 1)
-        pairs = [corrupt(np.asarray(c), sentinels, tok.eos_token_id, recipe.noise_density, recipe.mean_span, vr,
+        pairs = [corrupt(np.asarray(c), sentinels, tok.eos_token_id, recipe.density, recipe.mean_span, vr,
                          full)
                  for c in valid_chunks]
         valid_ds = Dataset.from_dict({"input_ids": [p[0] for p in pairs], "labels": [p[1] for p in pairs]})
@@ -254,7 +259,7 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
         from finpeft.training.encoder_usage import encoder_usage, usage_line
         tr = np.random.default_rng(recipe.seed + 2)
         sample = [train_chunks[i] for i in tr.permutation(len(train_chunks))[:2000]]
-        train_targets = [corrupt(np.asarray(c), sentinels, tok.eos_token_id, recipe.noise_density, recipe.mean_span,
+        train_targets = [corrupt(np.asarray(c), sentinels, tok.eos_token_id, recipe.density, recipe.mean_span,
                                  tr, full)[1] for c in sample]
         usage = encoder_usage(trainer.model, pairs, train_targets, tok.pad_token_id, len(tok))
         _say(usage_line(usage))
@@ -266,6 +271,7 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
     record = {**stats, "objective": recipe.objective, "arch": recipe.architecture, "size": recipe.size,
               "params": n_params, "vocab_size": len(tok), "train_texts": len(train_texts), "valid_texts": len(valid_texts),
               "train_chunks": len(train_chunks), "packed": recipe.packed, "chunk_tokens": chunk, "steps": total,
+              "noise_density": recipe.density if span else None,
               "warmup_steps": warmup,
               "tokenizer_seconds": round(tokenizer_seconds, 1), "train_seconds": round(seconds, 1),
               "tokens_per_second_median": float(np.median(tps)) if tps else None, "valid_loss_before": before,
