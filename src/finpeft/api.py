@@ -139,7 +139,8 @@ def pretrain(recipe: str | None = None, overrides: Sequence[str] | None = None, 
     four objectives: `objective=mlm` (domain-adaptive masked-LM of an existing encoder: backbone, corpus,
     exclude, max_texts, max_length, train.epochs / lr / batch_size / mlm_probability; the default with no recipe
     and no overrides), `objective=span` (a tokenizer + T5 from scratch; the default when other keys are given),
-    `objective=denoise` (the same T5 trained to rewrite the whole text, BART-style), `objective=clm` (a tokenizer + Mamba2 from scratch).
+    `objective=denoise` (the same T5 trained to rewrite the whole text, BART-style), `objective=clm` (a tokenizer +
+    Mamba2 from scratch).
     Examples: `finpeft.pretrain(None, ["objective=mlm", "backbone=mpnet-base"], "runs/dapt-mpnet")`,
     `finpeft.pretrain(None, ["objective=span", "size=mini"], "runs/scratch/t5-mini")`."""
     if not output:

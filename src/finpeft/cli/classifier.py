@@ -118,8 +118,8 @@ def pretrain(
     overwrite: bool = typer.Option(False, "--overwrite"),
 ):
     """Pretrain on an unlabelled corpus: domain-adaptive MLM of an encoder (objective=mlm, the default), or a
-    tokenizer + T5 (objective=span, or denoise: BART-style, rewrite the whole text) or Mamba2 (objective=clm) from scratch. Then `finpeft train
-    model.backbone=OUTPUT`."""
+    tokenizer + T5 (objective=span, or denoise: BART-style, rewrite the whole text) or Mamba2 (objective=clm) from
+    scratch. Then `finpeft train model.backbone=OUTPUT`."""
     from finpeft import api
     path, items = _recipe_and_overrides(recipe, overrides) if (recipe or overrides) else (None, [])
     api.pretrain(path, items, output, resume=resume, overwrite=overwrite, command=_command())

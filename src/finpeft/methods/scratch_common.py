@@ -1,4 +1,5 @@
-"""Loading the from-scratch models (finpeft pretrain objective=span|denoise|clm) as classifiers, optionally with LoRA."""
+"""Loading the from-scratch models (finpeft pretrain objective=span|denoise|clm) as classifiers, optionally with
+LoRA."""
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field

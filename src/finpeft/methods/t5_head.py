@@ -1,5 +1,5 @@
-"""t5-head: a T5 pretrained from scratch (finpeft pretrain objective=span or denoise) with a classification head, fine-tuned
-in full or with LoRA (`method.lora_r=8`, merged when saved).
+"""t5-head: a T5 pretrained from scratch (finpeft pretrain objective=span or denoise) with a classification head,
+fine-tuned in full or with LoRA (`method.lora_r=8`, merged when saved).
 
 `method.decoder_input` picks what the decoder reads and the head reads (default "mean"):
 - "text" (transformers' T5ForSequenceClassification): the whole text again, shifted right; the head reads the

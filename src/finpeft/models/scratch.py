@@ -76,14 +76,18 @@ class T5StartClassifier(T5ForSequenceClassification):
             nn.init.normal_(module.weight, std=self.config.initializer_factor * self.config.d_model ** -0.5)
             nn.init.zeros_(module.bias)
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> SequenceClassifierOutput:
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+    def features(self, input_ids, attention_mask) -> torch.Tensor:
+        """(B, H): the decoder's single step from the start token."""
         start = torch.full((input_ids.shape[0], 1), self.config.decoder_start_token_id, dtype=torch.long,
                            device=input_ids.device)  # (B, 1)
         out = self.transformer(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start,
                                use_cache=False)
-        logits = self.classification_head(out.last_hidden_state[:, 0])  # (B, H) -> (B, K)
+        return out.last_hidden_state[:, 0]
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> SequenceClassifierOutput:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        logits = self.classification_head(self.features(input_ids, attention_mask))  # (B, H) -> (B, K)
         loss = nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
@@ -93,20 +97,17 @@ class T5MeanConfig(T5Config):
 
 
 class T5MeanClassifier(T5StartClassifier):
+    """T5StartClassifier's weights, init and forward; only `features` (what the head reads) differs."""
     config_class = T5MeanConfig
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> SequenceClassifierOutput:
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        # decoder input: the text shifted right (start, x1 .. x_{n-1}); position i has read x_1 .. x_i
+    def features(self, input_ids, attention_mask) -> torch.Tensor:
+        """(B, H): the mean decoder state over the text. Decoder input: the text shifted right (start, x1 ..
+        x_{n-1}); position i has read x_1 .. x_i."""
         out = self.transformer(input_ids=input_ids, attention_mask=attention_mask,
                                decoder_input_ids=self._shift_right(input_ids), decoder_attention_mask=attention_mask,
                                use_cache=False)
         mask = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)  # (B, L, 1)
-        pooled = (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, H)
-        logits = self.classification_head(pooled)  # (B, K)
-        loss = nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 class T5TextConfig(T5Config):

@@ -45,10 +45,10 @@ class ScratchTrain(_Strict):
 class ScratchRecipe(_Strict):
     # span: T5's span corruption (the decoder writes only the hidden spans). denoise: BART's text infilling (Lewis
     # et al., 2020): the same corrupted encoder input, but the decoder rewrites the whole original text - so it is
-    # trained on what t5-head feeds it when fine-tuning (the full text, shifted right; the head reads its last
-    # </s>), the way BART's classifier reuses its pretrained decoder. clm: Mamba2 causal LM.
+    # trained on what t5-head feeds it when fine-tuning (the full text, shifted right), the way BART's classifier
+    # reuses its pretrained decoder. clm: Mamba2 causal LM.
     objective: Literal["span", "denoise", "clm"] = "span"
-    arch: Literal["t5", "mamba2"] | None = None  # default: t5 for span, mamba2 for clm
+    arch: Literal["t5", "mamba2"] | None = None  # default: t5 for span and denoise, mamba2 for clm
     size: Literal["tiny", "mini", "small"] = "tiny"
     corpus: str = "fin-news"
     text_column: str = "text"
@@ -184,9 +184,9 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
         tok.save_pretrained(work)
     tokenizer_seconds = time.perf_counter() - t0
     encode = lambda batch: tok(batch, add_special_tokens=True)["input_ids"]  # noqa: E731  (ends with </s>)
-    span = recipe.objective != "clm"  # a T5 with a corrupted encoder input (span or denoise)
+    seq2seq = recipe.objective != "clm"  # a T5 with a corrupted encoder input (span or denoise)
     full = recipe.objective == "denoise"  # targets: the whole original text instead of the hidden spans
-    if span:
+    if seq2seq:
         chunk, target_len = expanded_length(recipe.max_length, recipe.density, recipe.mean_span)
         sentinels = sentinel_ids(tok)
         cfg = t5_config(recipe.size, len(tok), tok.pad_token_id, tok.eos_token_id)
@@ -201,10 +201,9 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
     split = pack if recipe.packed else one_per_example
     train_chunks = split(encode(train_texts), chunk, tok.eos_token_id)
     valid_chunks = split(encode(valid_texts), chunk, tok.eos_token_id)
-    if span:  # the held-out set is corrupted once, so every evaluation scores the same targets
+    if seq2seq:  # the held-out set is corrupted once, so every evaluation scores the same targets
         vr = np.random.default_rng(recipe.seed + 1)
-        pairs = [corrupt(np.asarray(c), sentinels, tok.eos_token_id, recipe.density, recipe.mean_span, vr,
-                         full)
+        pairs = [corrupt(np.asarray(c), sentinels, tok.eos_token_id, recipe.density, recipe.mean_span, vr, full)
                  for c in valid_chunks]
         valid_ds = Dataset.from_dict({"input_ids": [p[0] for p in pairs], "labels": [p[1] for p in pairs]})
         from transformers import DataCollatorForSeq2Seq
@@ -255,7 +254,7 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
     after = trainer.evaluate()["eval_loss"]
     history = trainer.state.log_history
     usage = None
-    if span:  # does the decoder read its encoder? (scratch/encoder_usage.py)
+    if seq2seq:  # does the decoder read its encoder? (scratch/encoder_usage.py)
         from finpeft.training.encoder_usage import encoder_usage, usage_line
         tr = np.random.default_rng(recipe.seed + 2)
         sample = [train_chunks[i] for i in tr.permutation(len(train_chunks))[:2000]]
@@ -271,7 +270,7 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
     record = {**stats, "objective": recipe.objective, "arch": recipe.architecture, "size": recipe.size,
               "params": n_params, "vocab_size": len(tok), "train_texts": len(train_texts), "valid_texts": len(valid_texts),
               "train_chunks": len(train_chunks), "packed": recipe.packed, "chunk_tokens": chunk, "steps": total,
-              "noise_density": recipe.density if span else None,
+              "noise_density": recipe.density if seq2seq else None,
               "warmup_steps": warmup,
               "tokenizer_seconds": round(tokenizer_seconds, 1), "train_seconds": round(seconds, 1),
               "tokens_per_second_median": float(np.median(tps)) if tps else None, "valid_loss_before": before,
