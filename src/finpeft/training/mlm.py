@@ -30,6 +30,7 @@ class MLMTrain(Strict):
     lr: float = Field(1e-4, gt=0)
     batch_size: int = Field(64, ge=1)
     mlm_probability: float = Field(0.15, gt=0, lt=1)
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"  # bf16: CPU autocast, as for `finpeft train`
 
 
 class MLMRecipe(Strict):
@@ -112,6 +113,8 @@ def pretrain_mlm(recipe: MLMRecipe, output: str | Path = "runs/dapt-minilm-l6", 
     backbone, corpus, seed, max_length = recipe.backbone, recipe.corpus, recipe.seed, recipe.max_length
     epochs, lr, batch_size = recipe.train.epochs, recipe.train.lr, recipe.train.batch_size
     mlm_probability, max_texts, exclude = recipe.train.mlm_probability, recipe.max_texts, recipe.exclude
+    from finpeft.training.classifier import _precision
+    precision = _precision(recipe.train.precision)  # a bad choice fails here, before any work
     from finpeft.models.backbones import load_config, resolve_backbone
     model_path = resolve_backbone(backbone)
     texts, stats = corpus_texts(corpus, list(exclude))
@@ -144,7 +147,7 @@ def pretrain_mlm(recipe: MLMRecipe, output: str | Path = "runs/dapt-minilm-l6", 
                              warmup_steps=0.06, weight_decay=0.01, save_strategy="no", eval_strategy="no",
                              logging_steps=50, report_to=[], prediction_loss_only=True, seed=seed,
                              disable_tqdm=not sys.stderr.isatty(),
-                             dataloader_pin_memory=torch.cuda.is_available())
+                             dataloader_pin_memory=torch.cuda.is_available(), **precision)
     trainer = SparseMLMTrainer(model=model, args=args, train_dataset=ds["train"], eval_dataset=ds["test"],
                                data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=mlm_probability, seed=seed))
     _say(f"pretraining {backbone} on {len(ds['train'])} {corpus} texts (held out {len(ds['test'])}); excluded "
@@ -167,7 +170,7 @@ def pretrain_mlm(recipe: MLMRecipe, output: str | Path = "runs/dapt-minilm-l6", 
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     record = {**stats, "backbone": backbone, "backbone_path": model_path, "train_texts": len(ds["train"]),
               "valid_texts": len(ds["test"]), "epochs": epochs, "lr": lr, "batch_size": batch_size,
-              "max_length": max_length, "mlm_probability": mlm_probability, "seed": seed, "train_seconds":
+              "max_length": max_length, "mlm_probability": mlm_probability, "precision": recipe.train.precision, "seed": seed, "train_seconds":
               round(seconds, 1), "valid_mlm_loss_before": before, "valid_mlm_loss_after": after,
               "valid_perplexity_before": math.exp(min(before, 50)), "valid_perplexity_after": math.exp(min(after, 50)),
               "command": command}
