@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -26,10 +27,11 @@ def test_corpus_drops_texts_of_labelled_datasets():
 def test_pretrain_writes_a_backbone_that_trains(tmp_path):
     from finpeft import pretrain
     out = pretrain(None, ["objective=mlm", "exclude=[tfns]", "epochs=1", "lr=5e-4", "train.batch_size=32",
-                          "max_length=32", "max_texts=400"], tmp_path / "dapt")
+                          "max_length=32", "max_texts=400", "train.precision=bf16"], tmp_path / "dapt")
     assert load_mlm_recipe(str(out / "recipe.yaml")).train.lr == 5e-4  # the resolved recipe, re-loadable
     info = json.loads((out / "pretrain.json").read_text())
     assert info["train_texts"] + info["valid_texts"] == 400 and info["excluded"]["tfns"] >= 70
+    assert info["precision"] == "bf16"  # CPU autocast, as `finpeft train` (the MPNet DAPT uses it)
     assert info["valid_mlm_loss_after"] < info["valid_mlm_loss_before"]  # the MLM head starts from random
     assert (out / "1_Pooling" / "config.json").is_file()  # sentence-vector recipe kept: mean pooling
     new = load_file(str(out / "model.safetensors"))
@@ -52,3 +54,13 @@ def test_sparse_mlm_loss_equals_the_models_own_loss():
     batch = DataCollatorForLanguageModeling(tok, mlm_probability=0.15, seed=0)([tok(t) for t in texts])
     with torch.no_grad():
         assert torch.allclose(_sparse_mlm_loss(model, dict(batch)), model(**batch).loss, atol=1e-4)
+
+
+def test_pretrain_mlm_rejects_a_gpu_only_precision_before_any_work(tmp_path):
+    from finpeft import pretrain
+    from finpeft.errors import FinpeftError
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is valid on a GPU")
+    with pytest.raises(FinpeftError, match="fp16"):
+        pretrain(None, ["objective=mlm", "max_texts=400", "train.precision=fp16"], tmp_path / "dapt")
+    assert not (tmp_path / "dapt").exists()  # nothing half-written

@@ -170,8 +170,8 @@ def pretrain_mlm(recipe: MLMRecipe, output: str | Path = "runs/dapt-minilm-l6", 
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     record = {**stats, "backbone": backbone, "backbone_path": model_path, "train_texts": len(ds["train"]),
               "valid_texts": len(ds["test"]), "epochs": epochs, "lr": lr, "batch_size": batch_size,
-              "max_length": max_length, "mlm_probability": mlm_probability, "precision": recipe.train.precision, "seed": seed, "train_seconds":
-              round(seconds, 1), "valid_mlm_loss_before": before, "valid_mlm_loss_after": after,
+              "max_length": max_length, "mlm_probability": mlm_probability, "precision": recipe.train.precision,
+              "seed": seed, "train_seconds": round(seconds, 1), "valid_mlm_loss_before": before, "valid_mlm_loss_after": after,
               "valid_perplexity_before": math.exp(min(before, 50)), "valid_perplexity_after": math.exp(min(after, 50)),
               "command": command}
     write_atomic(work / "pretrain.json", json.dumps(record, indent=2))
