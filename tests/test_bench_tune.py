@@ -194,12 +194,19 @@ def test_cell_is_labelled_with_the_backbone_its_method_entry_sets(tmp_path):
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*.yaml")))
 def test_shipped_recipes_validate(path):
+    import yaml
     from finpeft.methods import checked_method
+    from finpeft.training.mlm import load_mlm_recipe
+    if "objective" in yaml.safe_load((REPO / path).read_text()):  # a pretraining recipe (finpeft pretrain)
+        assert load_mlm_recipe(str(REPO / path)).objective == "mlm"
+        return
     recipe = load_recipe(REPO / path)
     checked_method(recipe.method)
     for pre in (recipe.model.init_from, recipe.train.distill_from):  # a prerequisite recipe must ship too
         if pre and pre.endswith(".yaml"):
             assert (REPO / pre).is_file() and not load_recipe(REPO / pre).model.init_from, pre
+    if recipe.model.backbone.endswith(".yaml"):  # a backbone made by a pretraining recipe: it ships too
+        assert load_mlm_recipe(str(REPO / recipe.model.backbone)).objective == "mlm"
 
 
 def test_bench_stopped_with_sigterm_stops_its_running_cell(tmp_path):

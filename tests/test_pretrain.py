@@ -64,3 +64,27 @@ def test_pretrain_mlm_rejects_a_gpu_only_precision_before_any_work(tmp_path):
     with pytest.raises(FinpeftError, match="fp16"):
         pretrain(None, ["objective=mlm", "max_texts=400", "train.precision=fp16"], tmp_path / "dapt")
     assert not (tmp_path / "dapt").exists()  # nothing half-written
+
+
+def test_a_pretraining_recipe_as_backbone_is_built_once_and_reused(tmp_path, monkeypatch):
+    """`model.backbone: dapt.yaml` (how recipes/best-fiqa-sa.yaml names its adapted MPNet): one command, the
+    encoder pretrained first into runs/pretrained/, reused by later runs while the recipe text is the same."""
+    import yaml
+    from finpeft import train
+    from test_cli import assert_clean_error, finpeft
+    monkeypatch.chdir(tmp_path)
+    dapt = {"objective": "mlm", "exclude": ["tfns"], "max_texts": 200, "max_length": 32, "seed": 3,
+            "train": {"epochs": 1, "lr": 5e-4, "batch_size": 32}}
+    (tmp_path / "dapt.yaml").write_text(yaml.safe_dump(dapt))
+    run = train(None, TINY + ["method=head", "model.backbone=dapt.yaml"], output=tmp_path / "run")
+    built = tmp_path / "runs/pretrained/dapt-s3"
+    info = json.loads((built / "pretrain.json").read_text())
+    assert info["train_texts"] + info["valid_texts"] == 200
+    assert json.loads((run / "run.json").read_text())["backbone_path"] == str(built)
+    made = (built / "pretrain.json").stat().st_mtime_ns
+    train(None, TINY + ["method=head", "model.backbone=dapt.yaml"], output=tmp_path / "again")
+    assert (built / "pretrain.json").stat().st_mtime_ns == made  # reused, not pretrained again
+    (tmp_path / "not-dapt.yaml").write_text(yaml.safe_dump({"data": {"dataset": "fpb"}}))
+    res = finpeft("train", *TINY, "model.backbone=not-dapt.yaml", "--output", str(tmp_path / "bad"))
+    assert_clean_error(res, "not a pretraining recipe")
+    assert not (tmp_path / "bad").exists()

@@ -138,7 +138,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         raise FinpeftError("train.distill_from: the teacher is scored through finpeft.inference; call finpeft.train "
                            "(or `finpeft train`), or pass load_teacher=finpeft.inference.predictor.Predictor")
     import functools
-    from finpeft.training.prerequisite import check_init_labels, init_weights, run_from_recipe
+    from finpeft.training.prerequisite import backbone_from_recipe, check_init_labels, init_weights, run_from_recipe
     again = functools.partial(train, load_teacher=load_teacher)
     if recipe.train.distill_from and recipe.train.distill_from.endswith((".yaml", ".yml")):
         teacher_dir, teacher_train = run_from_recipe(recipe.train.distill_from, again, _say)
@@ -151,7 +151,10 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     check_transfer(recipe, method.ARTIFACT == "frozen")
     if recipe.train.rdrop_alpha and recipe.train.distill_from:
         raise FinpeftError("train.rdrop_alpha and train.distill_from each set the training loss; use one of them")
-    model_path = resolve_backbone(recipe.model.backbone)  # a name check only; nothing is loaded yet
+    if recipe.model.backbone.endswith((".yaml", ".yml")):  # a pretraining recipe: its encoder, built once
+        model_path = backbone_from_recipe(recipe.model.backbone, _say)
+    else:
+        model_path = resolve_backbone(recipe.model.backbone)  # a name check only; nothing is loaded yet
     init_run = None
     if recipe.model.init_from:  # intermediate-task transfer: that run's fine-tuned weights, not the raw backbone
         model_path, init_run, init_labels = init_weights(recipe.model.init_from, recipe.model.backbone, again, _say)

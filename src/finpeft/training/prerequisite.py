@@ -3,7 +3,9 @@
 - `train.distill_from: teacher.yaml` - the teacher, trained into runs/teachers/<stem>-s<seed>;
 - `model.init_from: other.yaml` (or a finished run dir) - intermediate-task transfer (Phang et al., 2018,
   "STILTs"): this run starts from that run's fine-tuned weights, classification head included, instead of the
-  raw backbone. Plain transformers: the saved run's model/ dir is what `from_pretrained` loads.
+  raw backbone. Plain transformers: the saved run's model/ dir is what `from_pretrained` loads;
+- `model.backbone: dapt.yaml` - a pretraining recipe (`objective: mlm`): the domain-adapted encoder, pretrained
+  into runs/pretrained/<stem>-s<seed>.
 
 A prerequisite is trained once; a finished run of the same recipe text is reused, an edited recipe trains anew
 (a stale prerequisite would be silently wrong). Its seed is the prerequisite recipe's own, not this run's.
@@ -36,6 +38,26 @@ def run_from_recipe(path: str, train_fn, say, folder: str = "teachers",
         train_fn(recipe, output=out, overwrite=True, command=f"({role} of another run) finpeft train {path}")
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     return out, metrics.get("train_seconds")
+
+
+def backbone_from_recipe(path: str, say) -> str:
+    """`model.backbone: dapt.yaml`: the dir of the encoder that pretraining recipe (`objective: mlm`, see
+    finpeft.training.mlm) writes, pretrained now unless a finished one of the same recipe text is there."""
+    import yaml
+    from finpeft.training.mlm import load_mlm_recipe, pretrain_mlm
+    try:
+        recipe = load_mlm_recipe(path)
+    except FinpeftError as e:
+        raise FinpeftError(f"model.backbone {path}: not a pretraining recipe (objective: mlm): {e}") from None
+    out = Path("runs") / "pretrained" / f"{Path(path).stem}-s{recipe.seed}"
+    saved = out / "recipe.yaml"
+    same = saved.is_file() and yaml.safe_load(saved.read_text(encoding="utf-8")) == recipe.model_dump(mode="json")
+    if (out / "pretrain.json").is_file() and same:
+        say(f"backbone: reusing {out} (pretrained from {path})")
+    else:
+        say(f"backbone: pretraining {path} into {out} first (done once; later runs reuse it)")
+        pretrain_mlm(recipe, out, overwrite=True, command=f"(backbone of another run) finpeft pretrain {path}")
+    return str(out.resolve())
 
 
 def init_weights(init_from: str, backbone: str, train_fn, say) -> tuple[str, Path, list[str]]:
