@@ -57,15 +57,15 @@ for s in 42 43 44; do run fiqa-lora16-s$s data.dataset=fiqa-sa $lora seed=$s; do
   > runs/tune-mpnet-fpb.log 2>&1
 for s in 43 44; do run fpb-tuned-s$s data.dataset=fpb train.lr=3.65e-5 train.epochs=4 seed=$s; done
 # 10. Domain-adaptive MLM of MPNet on 30,000 fin-news headlines (every FPB/TFNS/FiQA-SA text removed; one epoch,
-#     bf16, ~27 min once), then FPB (2 epochs) and FiQA-SA (4 epochs) on it, 3 seeds; TFNS (3 epochs) seed 42;
-#     FiQA-SA from that TFNS model (intermediate-task transfer on the adapted encoder), 3 seeds. The 2026-12-07
+#     bf16, ~27 min once), then FPB (2 epochs), FiQA-SA (4 epochs) and TFNS (3 epochs) on it, 3 seeds each;
+#     FiQA-SA from the TFNS model of seed 42 (intermediate-task transfer on the adapted encoder), 3 seeds. The 2026-12-07
 #     runs passed these overrides to recipes/best-{fpb,tfns,fiqa-sa}.yaml, which set the same common options.
 D=runs/dapt-mpnet-fin-news
 [ -f $D/pretrain.json ] || finpeft pretrain objective=mlm backbone=mpnet-base max_texts=30000 train.precision=bf16 \
   --output $D --overwrite > $D.log 2>&1
 for s in 42 43 44; do run fpb-dapt-s$s data.dataset=fpb train.lr=$LR train.epochs=2 model.backbone=$D seed=$s; done
 for s in 42 43 44; do run fiqa-dapt-s$s data.dataset=fiqa-sa train.lr=$LR train.epochs=4 model.backbone=$D seed=$s; done
-run tfns-dapt-s42 data.dataset=tfns train.lr=$LR train.epochs=3 model.backbone=$D seed=42
+for s in 42 43 44; do run tfns-dapt-s$s data.dataset=tfns train.lr=$LR train.epochs=3 model.backbone=$D seed=$s; done
 for s in 42 43 44; do run fiqa-dapt-from-tfns42-s$s data.dataset=fiqa-sa train.lr=$LR train.epochs=4 model.backbone=$D \
   model.init_from=$R/tfns-dapt-s42 seed=$s; done
 echo "$(date +%T) study done" >> $R/log.txt
