@@ -45,7 +45,8 @@ def _set_threads(requested: int | None) -> int:
     return n
 
 
-def _precision(choice: str) -> dict:
+def precision_args(choice: str) -> dict:
+    """TrainingArguments for train.precision (shared by `finpeft train` and `finpeft pretrain`)."""
     import torch
     if choice == "fp32" or (choice == "auto" and not torch.cuda.is_available()):
         return {}
@@ -146,7 +147,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     # 1. Everything that can be rejected without a model: method, options, data.
     method, opts = checked_method(recipe.method)
     recipe = with_method_defaults(recipe, method.TRAIN_DEFAULTS)
-    precision = _precision(recipe.train.precision)
+    precision = precision_args(recipe.train.precision)
     from finpeft.training.distill import check_transfer
     check_transfer(recipe, method.ARTIFACT == "frozen")
     if recipe.train.rdrop_alpha and recipe.train.distill_from:

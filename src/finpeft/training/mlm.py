@@ -113,8 +113,8 @@ def pretrain_mlm(recipe: MLMRecipe, output: str | Path = "runs/dapt-minilm-l6", 
     backbone, corpus, seed, max_length = recipe.backbone, recipe.corpus, recipe.seed, recipe.max_length
     epochs, lr, batch_size = recipe.train.epochs, recipe.train.lr, recipe.train.batch_size
     mlm_probability, max_texts, exclude = recipe.train.mlm_probability, recipe.max_texts, recipe.exclude
-    from finpeft.training.classifier import _precision
-    precision = _precision(recipe.train.precision)  # a bad choice fails here, before any work
+    from finpeft.training.classifier import precision_args
+    precision = precision_args(recipe.train.precision)  # a bad choice fails here, before any work
     from finpeft.models.backbones import load_config, resolve_backbone
     model_path = resolve_backbone(backbone)
     texts, stats = corpus_texts(corpus, list(exclude))
@@ -171,7 +171,8 @@ def pretrain_mlm(recipe: MLMRecipe, output: str | Path = "runs/dapt-minilm-l6", 
     record = {**stats, "backbone": backbone, "backbone_path": model_path, "train_texts": len(ds["train"]),
               "valid_texts": len(ds["test"]), "epochs": epochs, "lr": lr, "batch_size": batch_size,
               "max_length": max_length, "mlm_probability": mlm_probability, "precision": recipe.train.precision,
-              "seed": seed, "train_seconds": round(seconds, 1), "valid_mlm_loss_before": before, "valid_mlm_loss_after": after,
+              "seed": seed, "train_seconds": round(seconds, 1), "valid_mlm_loss_before": before,
+              "valid_mlm_loss_after": after,
               "valid_perplexity_before": math.exp(min(before, 50)), "valid_perplexity_after": math.exp(min(after, 50)),
               "command": command}
     write_atomic(work / "pretrain.json", json.dumps(record, indent=2))
