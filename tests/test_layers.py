@@ -76,7 +76,7 @@ def test_every_registered_method_keeps_the_method_protocol():
     assert all((s.build_head if s.ARTIFACT == "frozen" else s.build) for s in specs.values())
     assert specs["qlora"].check.__module__ == "finpeft.methods.qlora" and specs["full"].check(None) is None
     assert specs["t5-head"].TASKS == ("classification",) and "regression" in specs["lora"].TASKS
-    assert exportable() == "full, head, lora, dora, mamba-adapter, attention-adapter"
+    assert exportable() == "full, head, lora, dora, mamba-adapter, attention-adapter, setfit"
     assert specs["bilstm"].ONNX is False and specs["gamba"].ONNX is None
     broken = types.ModuleType("finpeft.methods.broken")
     broken.ARTIFACT, broken.Options = "frozen", type("Options", (BaseModel,), {})

@@ -283,3 +283,42 @@ def llm_merge(run_dir, output, *, overwrite: bool = False) -> Path:
 
 __all__ = ["train", "load", "evaluate", "summarise", "predict_file", "check_data", "catalog", "pretrain", "export", "serve", "ensemble", "bench", "tune", "ablate",
            "llm_train", "llm_evaluate", "llm_predict", "llm_compare", "llm_merge"]
+
+
+def label_suggest(pool, n: int, output, *, run=None, backbone: str = "minilm-l6", strategy: str = "auto",
+                  labelled=None, text_column: str = "text", seed: int = 42) -> dict:
+    """Write the n rows of an unlabelled pool worth labelling next as a CSV with an empty `label` column
+    (strategies: auto, random, kmeans, margin, entropy, margin-kmeans; a model-based one needs `run`).
+    Example: `finpeft.label_suggest("pool.csv", 100, "to_label.csv")` (first round: k-means cold start)."""
+    from finpeft.experiments.labelling import suggest
+    return suggest(pool, n, output, run=run, backbone=backbone, strategy=strategy, labelled=labelled,
+                   text_column=text_column, seed=seed)
+
+
+def label_merge(labelled, into, output=None, *, text_column: str = "text", label_column: str = "label") -> dict:
+    """Append the filled-in rows of a suggested CSV to a training file (texts it holds already are skipped).
+    Example: `finpeft.label_merge("to_label.csv", "train.csv")`."""
+    from finpeft.experiments.labelling import merge
+    return merge(labelled, into, output, text_column=text_column, label_column=label_column)
+
+
+def label_curve(dataset: str, output, *, methods=("frozen-head", "setfit"), backbones=("minilm-l6",),
+                strategies=("random", "auto"), sizes=(16, 32, 64, 128, 256), seeds=(42, 43, 44), overrides=(),
+                pool_size: int | None = None) -> Path:
+    """Simulated labelling loop over a labelled dataset: accuracy against the number of labels per method x
+    strategy x backbone x seed; writes curve.csv / curve.md / curve.png in `output`; re-running resumes.
+    Example: `finpeft.label_curve("fpb", "runs/curve-fpb", sizes=[16, 64, 256])`."""
+    from finpeft.experiments.curve import learning_curve
+    return learning_curve(dataset, output, methods=methods, backbones=backbones, strategies=strategies, sizes=sizes,
+                          seeds=seeds, overrides=overrides, pool_size=pool_size, train_fn=train)
+
+
+def label_issues(dataset: str, output, *, backbones=("minilm-l6",), folds: int = 5, seed: int = 42,
+                 text_column: str = "text", label_column: str = "label", encoding: str = "auto") -> dict:
+    """Rows whose label is probably wrong (cleanlab on k-fold out-of-fold probabilities of a logistic regression
+    on cached sentence vectors), written to `output` (CSV) most suspect first.
+    Example: `finpeft.label_issues("fpb", "issues.csv", backbones=["minilm-l6", "mpnet-base"])`."""
+    from finpeft.experiments.label_issues import find_label_issues
+    r = find_label_issues(dataset, output, backbones=list(backbones), folds=folds, seed=seed, text_column=text_column,
+                          label_column=label_column, encoding=encoding)
+    return {k: r[k] for k in ("output", "rows", "issues", "backbones")}

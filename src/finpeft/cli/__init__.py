@@ -79,4 +79,4 @@ def main() -> None:
 
 
 
-from finpeft.cli import classifier as _classifier, data as _data, llm as _llm  # noqa: E402,F401  (registers commands)
+from finpeft.cli import classifier as _classifier, data as _data, label as _label, llm as _llm  # noqa: E402,F401  (registers commands)

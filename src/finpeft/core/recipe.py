@@ -43,7 +43,11 @@ class DataConfig(_Strict):
     label_map: dict[str, str] = Field(default_factory=dict)  # raw label -> label, e.g. {"0": negative}
     encoding: str = "auto"  # auto: UTF-8, else detected (charset-normalizer) with a warning; or e.g. cp1252
     drop_empty: bool = False  # drop empty/NaN texts instead of failing
-    valid_size: float = Field(0.1, gt=0, lt=0.5)
+    # 0: no valid split; every labelled row trains and the last epoch is kept (model selection off)
+    valid_size: float = Field(0.1, ge=0, lt=0.5)
+    # a labelled set with fewer training rows than this (and no valid file) gets valid_size 0: few labels are
+    # too precious to cut a valid split from (128 labels would train on ~90); 0 turns this off
+    few_labels: int = Field(500, ge=0)
     test_size: float = Field(0.2, gt=0, lt=0.5)
     split_seed: int = 42  # fixed apart from the training seed, so every seed sees the same test set
     max_train_samples: int | None = Field(None, ge=1)  # stratified subsample, for quick runs and tests

@@ -50,6 +50,7 @@ class DatasetSplits:
     # mapped to the canonical names inside, so datasets with other spellings still compare
     label_names: dict[str, str] = field(default_factory=dict)
     task: str = "classification"  # "regression": labels == ["score"] and the label column holds floats
+    valid_from_train: bool = False  # few labels: valid is the training rows, model selection is off
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
@@ -304,32 +305,49 @@ def _load_splits(cfg) -> DatasetSplits:
             raise FinpeftError(f"{raw.name} ({split}): unknown label(s) {', '.join(map(repr, unknown[:5]))}; "
                                f"expected {', '.join(labels)} (map them with data.label_map)")
 
-    seed = cfg.split_seed
-    if "all" in frames:
-        rest, test = _stratified(frames["all"], cfg.test_size, seed, "test", raw.name)
-        train, valid = _stratified(rest, cfg.valid_size / (1 - cfg.test_size), seed, "valid", raw.name)
-        notes.append(f"no split given: stratified {1 - cfg.test_size - cfg.valid_size:.0%}/{cfg.valid_size:.0%}/"
-                     f"{cfg.test_size:.0%} train/valid/test (seed {seed})")
-    else:
-        train, test = frames["train"], frames.get("test")
-        valid = frames.get("valid")
-        if valid is None:
-            train, valid = _stratified(train, cfg.valid_size, seed, "valid", raw.name)
-            notes.append(f"valid carved from train: stratified {cfg.valid_size:.0%} (seed {seed})")
-        if test is None:
-            rest, test = _stratified(train, cfg.test_size, seed, "test", raw.name)
-            train = rest
-            notes.append(f"no test split: stratified {cfg.test_size:.0%} of train held out as test (seed {seed})")
+    train, valid, test = _split(frames, cfg, raw.name, notes)
 
     if train["label"].nunique() < 2:
         raise FinpeftError(f"{raw.name}: the training set has a single class ({train['label'].iloc[0]!r}); "
                            "a classifier needs at least two")
+    seed = cfg.split_seed
     train = _subsample(train, cfg.max_train_samples, seed)
+    valid_from_train = valid is None
+    if valid_from_train:  # few labels: every one trains; the "valid" rows are the training rows (no selection)
+        valid = train
+        notes.append(f"few labels: no valid split carved, all {len(train)} labelled training rows train "
+                     f"(fewer than data.few_labels={cfg.few_labels}, or data.valid_size=0); model selection is "
+                     "off: the last epoch is kept")
     valid = _subsample(valid, cfg.max_eval_samples, seed)
     test = _subsample(test, cfg.max_eval_samples, seed)
     clean = [f.reset_index(drop=True)[["text", "label"]] for f in (train, valid, test)]
     return DatasetSplits(raw.name, raw.source, list(labels), *clean, notes=notes,
-                         label_names={l: n for l, n in label_names.items() if l in labels and n != l})
+                         label_names={l: n for l, n in label_names.items() if l in labels and n != l},
+                         valid_from_train=valid_from_train)
+
+
+def _split(frames: dict[str, pd.DataFrame], cfg, name: str, notes: list[str]):
+    """(train, valid or None, test): the file's own splits, else stratified ones. valid is None where the
+    labelled rows are few (data.few_labels) or data.valid_size=0: they all train."""
+    seed = cfg.split_seed
+    if "all" in frames:
+        rest, test = _stratified(frames["all"], cfg.test_size, seed, "test", name)
+        if cfg.valid_size == 0 or len(rest) < cfg.few_labels:
+            notes.append(f"no split given: stratified {1 - cfg.test_size:.0%}/{cfg.test_size:.0%} train/test "
+                         f"(seed {seed})")
+            return rest, None, test
+        train, valid = _stratified(rest, cfg.valid_size / (1 - cfg.test_size), seed, "valid", name)
+        notes.append(f"no split given: stratified {1 - cfg.test_size - cfg.valid_size:.0%}/{cfg.valid_size:.0%}/"
+                     f"{cfg.test_size:.0%} train/valid/test (seed {seed})")
+        return train, valid, test
+    train, test, valid = frames["train"], frames.get("test"), frames.get("valid")
+    if valid is None and cfg.valid_size > 0 and len(train) >= cfg.few_labels:
+        train, valid = _stratified(train, cfg.valid_size, seed, "valid", name)
+        notes.append(f"valid carved from train: stratified {cfg.valid_size:.0%} (seed {seed})")
+    if test is None:
+        train, test = _stratified(train, cfg.test_size, seed, "test", name)
+        notes.append(f"no test split: stratified {cfg.test_size:.0%} of train held out as test (seed {seed})")
+    return train, valid, test
 
 
 def user_label_names(raw: RawData, frames: dict[str, pd.DataFrame]) -> dict[str, str]:

@@ -22,7 +22,9 @@ def load_model(model_dir: Path, info: dict):
     from finpeft.models.backbones import resolve_backbone
     if info["artifact"] == "frozen":
         from finpeft.methods.frozen import load_frozen_classifier
-        return tokenizer, load_frozen_classifier(model_dir, resolve_backbone(info["backbone"]), trc)
+        body = model_dir / "body"  # an encoder the method tuned (setfit), else the backbone as it is
+        encoder = str(body) if body.is_dir() else resolve_backbone(info["backbone"])
+        return tokenizer, load_frozen_classifier(model_dir, encoder, trc)
     from peft import PeftModel
     base_path = resolve_backbone(info["backbone"])
     labels = info["labels"]

@@ -11,6 +11,9 @@
     TASKS             the data.task values it supports (default both: "classification", "regression"; a
                       regression model has one output, trained with MSE on standardised scores)
     saved_model(m)    the module to save_pretrained after training (default: the trained model itself)
+    adapt_body(model_path, texts, label_ids, opts, recipe, dest, say) -> str   ("frozen" only)
+                      tunes the encoder on the training rows before the head is trained (setfit); the tuned
+                      encoder is saved in model/body and the run loads it from there
     ONNX              True: exports to ONNX and is tested against torch; False: cannot export; None
                       (default): not tested, the export is tried and checked for parity
 
@@ -43,6 +46,7 @@ METHODS: dict[str, str] = {
     "gamba": "finpeft.methods.gamba",
     "bilstm": "finpeft.methods.bilstm",
     "cnn-lstm": "finpeft.methods.cnn_lstm",
+    "setfit": "finpeft.methods.setfit",  # few-shot: contrastive body tuning + a linear head
     "t5-head": "finpeft.methods.t5_head",  # the four below need a backbone from `finpeft pretrain objective=...`
     "t5-text": "finpeft.methods.t5_text",
     "mamba-lm": "finpeft.methods.mamba_lm",
@@ -72,6 +76,7 @@ class MethodSpec:
     TASKS: tuple = ("classification", "regression")
     saved_model: Callable = _as_saved
     ONNX: bool | None = None
+    adapt_body: Callable | None = None
 
 
 def method_spec(name: str, module: ModuleType) -> MethodSpec:
@@ -83,7 +88,7 @@ def method_spec(name: str, module: ModuleType) -> MethodSpec:
             or not callable(getattr(module, needed, None)):
         raise TypeError(f"method module {module.__name__} breaks the method protocol: it needs ARTIFACT "
                         f"(hf/peft/frozen), an Options pydantic model and {needed}()")
-    optional = {k: getattr(module, k) for k in ("check", "TRAIN_DEFAULTS", "TASKS", "saved_model", "ONNX")
+    optional = {k: getattr(module, k) for k in ("check", "TRAIN_DEFAULTS", "TASKS", "saved_model", "ONNX", "adapt_body")
                 if hasattr(module, k)}
     return MethodSpec(name=name, module=module, ARTIFACT=artifact, Options=options,
                       build=getattr(module, "build", None), build_head=getattr(module, "build_head", None),

@@ -135,3 +135,15 @@ def cached_encode(encoder, tokenizer, model_path: str, texts: list[str], max_len
     features = encode(encoder, tokenizer, texts, max_length, pooling, batch_size)
     save(features, path)
     return features, False
+
+
+def sentence_embeddings(model_path: str, texts: list[str], max_length: int = 128, batch_size: int = 64,
+                        trust_remote_code: bool = False, cache_dir: Path | None = None) -> np.ndarray:
+    """(N, H) float32 mean-pooled sentence vectors of a backbone, through the feature cache (so choosing rows to
+    label, finding label issues and training a head on the same texts encode them once)."""
+    from transformers import AutoModel, AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    encoder = AutoModel.from_pretrained(model_path, dtype=torch.float32, trust_remote_code=trust_remote_code).eval()
+    feats, _ = cached_encode(encoder, tokenizer, model_path, texts, max_length, "mean",
+                             cache_dir or default_cache_dir(), batch_size)
+    return feats.cls.float().numpy()

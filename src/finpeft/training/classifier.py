@@ -172,7 +172,8 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
             raise FinpeftError("train.distill_from: distillation learns class probabilities; not for regression")
         if recipe.train.rdrop_alpha:
             raise FinpeftError("train.rdrop_alpha: R-Drop compares class probabilities; not for regression")
-    for pair, n in leakage_between({"train": data.train, "valid": data.valid, "test": data.test}).items():
+    checked = {"train": data.train, "test": data.test, **({} if data.valid_from_train else {"valid": data.valid})}
+    for pair, n in leakage_between(checked).items():
         _say(f"warning: leakage {pair}: {n} normalised text(s) shared (run `finpeft data check {data.name}`)")
     for note in data.notes:
         _say(note)
@@ -203,6 +204,13 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         label_ids = Standardiser(data.train["label"])
     else:
         label_ids = {l: i for i, l in enumerate(data.labels)}
+    body_seconds = 0.0
+    if method.adapt_body is not None:  # e.g. setfit: the encoder is tuned on the training rows first
+        began = time.perf_counter()
+        model_path = method.adapt_body(model_path, data.train["text"].tolist(),
+                                       [label_ids[l] for l in data.train["label"]], opts, recipe,
+                                       work / "model" / "body", _say)
+        body_seconds = time.perf_counter() - began
     frozen = method.ARTIFACT == "frozen"
     try:
         if frozen:
@@ -250,7 +258,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr, weight_decay=t.weight_decay,
         warmup_steps=t.warmup_ratio, lr_scheduler_type=t.scheduler, label_smoothing_factor=t.label_smoothing,
         max_grad_norm=t.max_grad_norm, eval_strategy="epoch", save_strategy="epoch", save_total_limit=1,
-        load_best_model_at_end=True, metric_for_best_model="mse" if regression else "macro_f1",
+        load_best_model_at_end=not data.valid_from_train, metric_for_best_model="mse" if regression else "macro_f1",
         greater_is_better=not regression,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         logging_steps=t.logging_steps, report_to=t.report_to, seed=recipe.seed, disable_tqdm=not t.progress_bar,
@@ -267,7 +275,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     if t.ema_decay:
         from finpeft.training.ema import EMACallback
         callbacks.append(EMACallback(t.ema_decay))
-    if t.early_stopping_patience:
+    if t.early_stopping_patience and not data.valid_from_train:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience))
     extra = {}  # Trainer keyword arguments beyond the common ones
     if t.layer_lr_decay:  # the configured optimizer (AdamW by default), with one param group per layer
@@ -289,7 +297,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
     trainer_seconds = time.perf_counter() - started
     # a resumed run adds the time spent before its checkpoint, so the cost of the model is the whole cost
-    train_seconds = encode_seconds + trainer_seconds + clock.before
+    train_seconds = body_seconds + encode_seconds + trainer_seconds + clock.before
     # rows processed in this process's timed segment (a resumed run counts only what it ran itself)
     samples_seen = (trainer.state.global_step - (steps.first or 0)) * t.batch_size * t.grad_accum * world
 
@@ -308,7 +316,8 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
                "backbone": recipe.model.backbone, "seed": recipe.seed, "command": command,
                "train_seconds": round(train_seconds, 2),
                "train_samples_per_second": round(samples_seen / trainer_seconds, 2),
-               "encode_seconds": round(encode_seconds, 2), "resumed_seconds_before": round(clock.before, 2) or None,
+               "encode_seconds": round(encode_seconds, 2), **({"body_seconds": round(body_seconds, 2)}
+                                                               if method.adapt_body else {}), "resumed_seconds_before": round(clock.before, 2) or None,
                "epochs_run": round(trainer.state.epoch, 3),
                ("best_valid_mse" if regression else "best_valid_macro_f1"): trainer.state.best_metric,
                "test_sentences_per_second": round(infer_rate, 1), **_peak_memory(),
