@@ -12,6 +12,7 @@ Writes curve.csv (one row per run), curve.md (mean ± std over seeds) and curve.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -22,9 +23,18 @@ import pandas as pd
 from finpeft.errors import FinpeftError
 
 # Curve methods: a name -> the train overrides it stands for. "frozen-head" is a linear head on the frozen
-# encoder's cached vectors (setfit without its contrastive stage): the cheapest learner there is.
+# encoder's cached vectors (setfit without its contrastive stage): the cheapest learner there is. A method may
+# carry its own overrides after colons: "setfit:method.num_iterations=5".
 METHODS = {"setfit": ["method=setfit"], "frozen-head": ["method=setfit", "method.num_iterations=0"],
            "full": ["method=full"], "lora": ["method=lora"]}
+
+
+def method_overrides(spec: str) -> list[str]:
+    name, *extra = spec.split(":")
+    if name not in METHODS or any("=" not in e for e in extra):
+        raise FinpeftError(f"unknown curve method {spec!r}: use {', '.join(METHODS)}, optionally with "
+                           "overrides after colons (setfit:method.num_iterations=5)")
+    return METHODS[name] + extra
 
 
 def _splits(dataset: str, pool_size: int | None, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
@@ -64,7 +74,7 @@ def _run_round(train_fn, pool, have, test_dir: Path, track: Path, size: int, met
     shutil.copy(test_dir / "test.csv", data_dir / "test.csv")
     run = track / f"run-n{size}"
     labels = sorted(set(pool["label"]))  # the dataset's classes, though a first round may see a class once
-    items = [*METHODS[method], f"data.dataset={data_dir}", f"data.labels=[{', '.join(labels)}]",
+    items = [*method_overrides(method), f"data.dataset={data_dir}", f"data.labels=[{', '.join(labels)}]",
              f"model.backbone={backbone}", f"seed={seed}",
              "train.progress_bar=false", f"results_csv={track.parent.parent / 'results.csv'}", *overrides]
     train_fn(None, items, run, overwrite=True)
@@ -90,8 +100,7 @@ def learning_curve(dataset: str, output, *, methods=("frozen-head", "setfit"), b
                    overrides=(), pool_size: int | None = None, train_fn=None, say=print) -> Path:
     """Run (or resume) the curves; returns the output dir (curve.csv, curve.md, curve.png)."""
     for m in methods:
-        if m not in METHODS:
-            raise FinpeftError(f"unknown curve method {m!r}: use {', '.join(METHODS)}")
+        method_overrides(m)
     sizes = sorted(set(int(s) for s in sizes))
     if not sizes or sizes[0] < 2:
         raise FinpeftError("--sizes: label counts of at least 2")
@@ -117,7 +126,7 @@ def learning_curve(dataset: str, output, *, methods=("frozen-head", "setfit"), b
 
 def _track(train_fn, pool, out, name, backbone, method, strategy, seed, sizes, overrides, say) -> list[dict]:
     from finpeft.core.runs import write_atomic
-    track = out / "tracks" / f"{backbone}-{method}-{strategy}-s{seed}".replace("/", "_")
+    track = out / "tracks" / re.sub(r"[^\w.=-]+", "_", f"{backbone}-{method}-{strategy}-s{seed}")
     track.mkdir(parents=True, exist_ok=True)
     done = _track_rounds(track)
     have: list[int] = []
