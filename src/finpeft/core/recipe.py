@@ -118,6 +118,9 @@ class TrainConfig(_Strict):
         default_factory=lambda: ["tensorboard"])
     logging_steps: int = Field(25, ge=1)
     progress_bar: bool = True
+    # frozen-encoder heads: gate weights and a t-SNE plot of the test rows (encodes the test split once more);
+    # false for many cheap runs (finpeft label curve)
+    inspect: bool = True
     feature_cache: bool = True  # frozen-encoder methods: train on cached encoder states (false: --no-cache)
     cache_dir: str | None = None  # default $FINPEFT_CACHE_DIR or ~/.cache/finpeft/features
     distill_from: str | None = None  # a run or `finpeft ensemble` dir whose probabilities the model learns from

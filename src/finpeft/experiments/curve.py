@@ -76,7 +76,7 @@ def _run_round(train_fn, pool, have, test_dir: Path, track: Path, size: int, met
     labels = sorted(set(pool["label"]))  # the dataset's classes, though a first round may see a class once
     items = [*method_overrides(method), f"data.dataset={data_dir}", f"data.labels=[{', '.join(labels)}]",
              f"model.backbone={backbone}", f"seed={seed}",
-             "train.progress_bar=false", f"results_csv={track.parent.parent / 'results.csv'}", *overrides]
+             "train.progress_bar=false", "train.inspect=false", f"results_csv={track.parent.parent / 'results.csv'}", *overrides]
     train_fn(None, items, run, overwrite=True)
     m = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     shutil.rmtree(data_dir, ignore_errors=True)

@@ -348,10 +348,11 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     hf_logging.disable_progress_bar()  # the Trainer turns tqdm back on; one "Writing model shards" bar is noise
     if frozen:
         head.save_pretrained(model_dir)  # a FrozenHeadModel: config.json + model.safetensors, the head alone
+    if frozen and t.inspect:
         from finpeft.training.inspection import inspect_frozen
         inspect_frozen(scorer, tokenizer, data.test["text"].tolist(), y, data.labels, work, recipe.model.max_length,
                        t.eval_batch_size, seed=recipe.seed, method=recipe.method.name)
-    else:  # a method may save something else than what it trained (scratch methods: LoRA merged)
+    if not frozen:  # a method may save something else than what it trained (scratch methods: LoRA merged)
         method.saved_model(trainer.model).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     run_info = {"finpeft_version": __version__, "artifact": method.ARTIFACT, "method": recipe.method.name,
