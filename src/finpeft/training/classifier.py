@@ -160,7 +160,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     if recipe.model.init_from:  # intermediate-task transfer: that run's fine-tuned weights, not the raw backbone
         model_path, init_run, init_labels = init_weights(recipe.model.init_from, recipe.model.backbone, again, _say)
     data = load_dataset_splits(recipe.data)
-    if init_run is not None:
+    if init_run is not None and method.ARTIFACT != "frozen":  # a frozen method keeps the encoder, not the head
         check_init_labels(init_run, init_labels, data.labels, data.task)
     regression = data.task == "regression"
     if regression:
@@ -177,6 +177,10 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         _say(f"warning: leakage {pair}: {n} normalised text(s) shared (run `finpeft data check {data.name}`)")
     for note in data.notes:
         _say(note)
+    if data.valid_from_train and recipe.method.name != "setfit":
+        _say(f"tip: {len(data.train)} labels is a few-label set: method=setfit (few-shot) usually beats a "
+             f"{recipe.method.name} fine-tune here, and `finpeft label suggest` picks the next rows worth labelling "
+             "(docs/few-labels.md: which method for how many labels, measured)")
 
     stem = recipe.name or f"{data.name}-{recipe.method.name}-{Path(recipe.model.backbone).name}"
     out = Path(output) if output else default_output(Path("runs"), f"{stem}-s{recipe.seed}")
