@@ -70,7 +70,11 @@ def encoder_of_run(run_dir: Path) -> str:
     from finpeft.models.backbones import resolve_backbone
     info = read_run_info(run_dir)
     body = Path(run_dir) / "model" / "body"
-    return str(body) if body.is_dir() else resolve_backbone(info.get("backbone") or "minilm-l6")
+    if body.is_dir():
+        return str(body)
+    if info.get("artifact") == "frozen" and info.get("init_from"):
+        return str(Path(info["init_from"]) / "model")
+    return resolve_backbone(info.get("backbone") or "minilm-l6")
 
 
 def rank_rows(texts: list[str], n: int, strategy: str, seed: int, run=None, backbone: str = "minilm-l6",

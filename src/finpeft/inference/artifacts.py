@@ -22,8 +22,11 @@ def load_model(model_dir: Path, info: dict):
     from finpeft.models.backbones import resolve_backbone
     if info["artifact"] == "frozen":
         from finpeft.methods.frozen import load_frozen_classifier
-        body = model_dir / "body"  # an encoder the method tuned (setfit), else the backbone as it is
-        encoder = str(body) if body.is_dir() else resolve_backbone(info["backbone"])
+        # the encoder the head reads: one the method tuned (setfit: model/body), else the model.init_from run's
+        # encoder, else the backbone as it is
+        body = model_dir / "body"
+        encoder = str(body) if body.is_dir() else str(Path(info["init_from"]) / "model") if info.get(
+            "init_from") else resolve_backbone(info["backbone"])
         return tokenizer, load_frozen_classifier(model_dir, encoder, trc)
     from peft import PeftModel
     base_path = resolve_backbone(info["backbone"])
