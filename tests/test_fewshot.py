@@ -205,3 +205,14 @@ def test_curve_runs_and_resumes(tmp_path, data_dir):
     label_curve("fpb-allagree", tmp_path / "c", **kw)  # resumes: nothing retrained
     assert [r.stat().st_mtime_ns for r in rounds] == stamp
     assert pd.read_csv(out / "curve.csv").equals(curve)
+
+
+def test_frozen_head_over_an_init_from_encoder_reloads_that_encoder(full_run, tmp_path):
+    """A head trained on a finished run's encoder (classes need not match) predicts with that encoder again."""
+    from conftest import TINY
+    from finpeft import evaluate, train
+    run = train(None, TINY + ["data=fpb-allagree", "method=setfit", "method.num_iterations=0",
+                              f"model.init_from={full_run}"], output=tmp_path / "r")
+    m = json.loads((run / "metrics.json").read_text())
+    _, again = evaluate(run)
+    assert again["accuracy"] == pytest.approx(m["accuracy"], abs=1e-9) and m["accuracy"] > 0.7, (m["accuracy"], again)

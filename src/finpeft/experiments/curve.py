@@ -58,11 +58,17 @@ def _track_rounds(track: Path) -> dict[int, dict]:
 
 def _next_ids(pool: pd.DataFrame, have: list[int], k: int, strategy: str, seed: int, prev_run: Path | None,
               backbone: str) -> list[int]:
-    from finpeft.experiments.labelling import _predictor, candidates, rank_rows
+    """The k pool rows the strategy picks next (the vectors of the whole pool are encoded once, then cached)."""
+    from finpeft.experiments.labelling import _embed, _predictor, candidates, encoder_of_run, rank_rows
+    from finpeft.models.backbones import resolve_backbone
     rest, _, _ = candidates(pool.drop(index=have), "text", pool.loc[have, "text"].tolist())
     model = _predictor(prev_run) if prev_run is not None and strategy != "random" else None
     first = strategy if model is not None or strategy == "random" else "kmeans"  # cold start
-    idx, _ = rank_rows(rest["text"].tolist(), k, first, seed, model, backbone)
+    vectors = None
+    if first != "random":
+        encoder = encoder_of_run(prev_run) if model is not None else resolve_backbone(backbone)
+        vectors = _embed(encoder, pool["text"].tolist(), 128)[rest.index.to_numpy()]
+    idx, _ = rank_rows(rest["text"].tolist(), k, first, seed, model, backbone, vectors=vectors)
     return [int(i) for i in rest.index[idx]]
 
 

@@ -78,13 +78,14 @@ def encoder_of_run(run_dir: Path) -> str:
 
 
 def rank_rows(texts: list[str], n: int, strategy: str, seed: int, run=None, backbone: str = "minilm-l6",
-              max_length: int = 128) -> tuple[np.ndarray, str]:
-    """(indices into texts, the strategy used). run: a Predictor (uncertainty strategies) or None."""
+              max_length: int = 128, vectors: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """(indices into texts, the strategy used). run: a Predictor (uncertainty strategies) or None; vectors: the
+    texts' sentence vectors where the caller has them (else the run's encoder, or the backbone, embeds them)."""
     from finpeft.experiments.selection import resolve, select
     from finpeft.models.backbones import resolve_backbone
     strategy = resolve(strategy, run is not None)
-    vectors = probs = None
-    if strategy != "random":
+    probs = None
+    if strategy != "random" and vectors is None:
         path = encoder_of_run(run.run_dir) if run is not None else resolve_backbone(backbone)
         vectors = _embed(path, texts, max_length)
     if run is not None and strategy not in ("random", "kmeans"):
