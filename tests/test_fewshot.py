@@ -136,7 +136,8 @@ def test_suggest_with_a_run_ranks_by_uncertainty(setfit_run, pool, tmp_path):
     top = np.sort(p, 1)
     margin = top[:, -1] - top[:, -2]
     chosen = everything["id"].isin(picked["id"]).to_numpy()
-    assert r["strategy"] == "margin" and margin[chosen].max() <= np.sort(margin[~chosen])[1] + 1e-6
+    # the head read the cached (fp16-stored) vectors instead of re-running the encoder: same ranking up to that
+    assert r["strategy"] == "margin" and margin[chosen].max() <= np.sort(margin[~chosen])[1] + 2e-3
 
 
 @pytest.mark.parametrize("args,match", [

@@ -89,8 +89,23 @@ def rank_rows(texts: list[str], n: int, strategy: str, seed: int, run=None, back
         path = encoder_of_run(run.run_dir) if run is not None else resolve_backbone(backbone)
         vectors = _embed(path, texts, max_length)
     if run is not None and strategy not in ("random", "kmeans"):
-        probs = run.predict_proba(texts)
+        probs = _head_probs(run, vectors, max_length)
+        probs = run.predict_proba(texts) if probs is None else probs
     return select(strategy, n, vectors, probs, seed, total=len(texts)), strategy
+
+
+def _head_probs(run, vectors: np.ndarray | None, max_length: int) -> np.ndarray | None:
+    """A frozen-encoder run whose head reads the mean sentence vector: its probabilities straight from the
+    vectors just embedded (the same encoder, pooling and length), instead of running the encoder again."""
+    import torch
+    from finpeft.methods.frozen import FrozenEncoderClassifier
+    model = getattr(run, "model", None)
+    if vectors is None or not isinstance(model, FrozenEncoderClassifier) or model.head.inputs != "vector" \
+            or model.sentence != "mean" or run.max_length != max_length:
+        return None
+    with torch.inference_mode():
+        logits = model.head(torch.from_numpy(vectors).float())["logits"]
+    return torch.softmax(logits.float(), -1).numpy()
 
 
 def _embed(path: str, texts: list[str], max_length: int) -> np.ndarray:
