@@ -180,6 +180,9 @@ def predict(
         raise FinpeftError("--input needs --output")
     from finpeft import api
     if text:
+        empty = [i for i, t in enumerate(text) if not t.strip()]
+        if empty:
+            raise FinpeftError(f"--text number {empty[0] + 1} is empty or whitespace-only: there is nothing to score")
         for t, r in zip(text, api.load(run_dir).predict(text, task=task)):
             typer.echo(json.dumps({"text": t, **r}, ensure_ascii=False))
         return

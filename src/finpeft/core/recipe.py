@@ -41,6 +41,9 @@ class DataConfig(_Strict):
     label_column: str = "label"
     labels: list[str] | None = None  # fixes the label set and its order; other labels are an error
     label_map: dict[str, str] = Field(default_factory=dict)  # raw label -> label, e.g. {"0": negative}
+    # label -> the sign `score` gives it, e.g. {up: 1, flat: 0, down: -1}; left out: inferred for sentiment
+    # words (positive/negative, bullish/bearish, up/down, ...), else predictions carry no score
+    label_polarity: dict[str, float] | None = None
     encoding: str = "auto"  # auto: UTF-8, else detected (charset-normalizer) with a warning; or e.g. cp1252
     drop_empty: bool = False  # drop empty/NaN texts instead of failing
     # 0: no valid split; every labelled row trains and the last epoch is kept (model selection off)

@@ -32,6 +32,9 @@ class RunInfo(BaseModel):
     date: str | None = None
     backbone_path: str | None = None
     label_names: dict[str, str] | None = None  # the user's spelling of each canonical label (e.g. Bullish)
+    # what `score` weighs each class's probability by (positive 1, neutral 0, negative -1); {} = the classes
+    # have no polarity (score is null); absent (runs before it): inferred from the label names
+    label_polarity: dict[str, float] | None = None
     trust_remote_code: bool = False
     target: dict[str, float] | None = None  # regression: the training scores' mean / std the model predicts in
     init_from: str | None = None  # the finished run whose weights this one started from (model.init_from)

@@ -16,7 +16,8 @@ from sklearn.model_selection import train_test_split
 from finpeft.errors import FinpeftError
 from finpeft.data.catalog import CATALOG, CatalogEntry, data_dir, local_files
 from finpeft.data.splits import stratified as _stratified, subsample as _subsample
-from finpeft.data.text import LABEL_SYNONYMS, SIGNED_IDS, normalise_label, normalise_text, stray_labels  # noqa: F401
+from finpeft.data.text import (LABEL_SYNONYMS, SIGNED_IDS, infer_polarity, normalise_label, normalise_text,  # noqa: F401
+                               stray_labels)
 
 READERS = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None, ".parquet": None}
 SPLIT_NAMES = {"train": "train", "valid": "valid", "validation": "valid", "dev": "valid", "val": "valid",
@@ -359,3 +360,17 @@ def user_label_names(raw: RawData, frames: dict[str, pd.DataFrame]) -> dict[str,
     top = pairs.groupby("label")["raw"].agg(lambda v: v.value_counts().index[0])
     # integer ids (0/1/2) and their label_map are not names a user reads: keep the canonical ones then
     return {l: r for l, r in top.items() if not r.lstrip("-").isdigit()}
+
+
+def label_polarity(labels: list[str], given: dict | None, label_map: dict) -> dict[str, float] | None:
+    """What `score` weighs each class by: data.label_polarity (keys in the file's spelling or finpeft's, every
+    label given a number), else inferred for sentiment words; None: the classes have no polarity (no score)."""
+    if given is None:
+        return infer_polarity(labels)
+    mapped = {normalise_label(str(k), label_map): float(v) for k, v in given.items()}
+    missing, unknown = [l for l in labels if l not in mapped], sorted(set(mapped) - set(labels))
+    if missing or unknown:
+        raise FinpeftError(f"data.label_polarity gives a number to each label ({', '.join(labels)}): "
+                           + "; ".join(p for p in (f"missing {', '.join(missing)}" if missing else "",
+                                                   f"not a label: {', '.join(unknown)}" if unknown else "") if p))
+    return {l: mapped[l] for l in labels}

@@ -33,3 +33,18 @@ def stray_labels(counts: pd.Series) -> list[str]:
         return []
     total = counts.sum()
     return [str(l) for l, n in counts.items() if l not in sentiment and n / total < 0.02]
+
+
+# Label words whose polarity is known: `score` = sum of P(class) x polarity (P(positive) - P(negative) for
+# sentiment). A label set with any other word has no polarity unless data.label_polarity gives one.
+POLARITY = {"positive": 1.0, "bullish": 1.0, "up": 1.0, "buy": 1.0, "negative": -1.0, "bearish": -1.0,
+            "down": -1.0, "sell": -1.0, "neutral": 0.0, "flat": 0.0, "hold": 0.0, "none": 0.0, "unchanged": 0.0,
+            "mixed": 0.0}
+
+
+def infer_polarity(labels: list[str]) -> dict[str, float] | None:
+    """{label: polarity} when every label is a known word and both signs occur; else None (no score)."""
+    found = {l: POLARITY.get(l.strip().lower()) for l in labels}
+    if any(v is None for v in found.values()) or not ({1.0, -1.0} <= set(found.values())):
+        return None
+    return found

@@ -77,7 +77,8 @@ def build_ensemble(run_dirs: list[str | Path], output: str | Path, weights: list
     info = {"finpeft_version": __version__, "artifact": "ensemble", "method": "ensemble",
             "backbone": "+".join(dict.fromkeys(i["backbone"] for i in infos)), "labels": labels,
             "max_length": max(i["max_length"] for i in infos), "members": names, "weights": weights,
-            "trust_remote_code": any(i.get("trust_remote_code", False) for i in infos)}
+            "trust_remote_code": any(i.get("trust_remote_code", False) for i in infos),
+            "label_names": infos[0].get("label_names"), "label_polarity": infos[0].get("label_polarity")}
     write_run_info(work, info)
     write_atomic(work / "recipe.yaml", yaml.safe_dump({"data": data[0]}, sort_keys=False))
 

@@ -28,6 +28,10 @@ class Predictor:
         # the user's spelling of each label (e.g. "Bullish"), used in every output; self.labels stay canonical
         self.label_names: dict[str, str] = self.info.get("label_names") or {}
         self.display_labels = [self.label_names.get(l, l) for l in self.labels]
+        # score = sum of P(class) x polarity; None: the classes have no polarity and predictions carry no score
+        from finpeft.data.text import infer_polarity
+        given = self.info.get("label_polarity")
+        self.polarity = infer_polarity(self.labels) if given is None else (given or None)
         self.max_length = self.info["max_length"]
         self.batch_size = batch_size
         # "regression": one output, a score (run.json `target`: the training scores' mean/std it was trained on)
@@ -103,11 +107,18 @@ class Predictor:
         return (raw[:, 0].astype(np.float64) * t["std"] + t["mean"]).astype(np.float32)
 
     def score(self, probs: np.ndarray, labels: list[str] | None = None) -> np.ndarray:
-        """P(positive) - P(negative); 0 where the label set has neither."""
+        """(n,) the sum of each class's probability x its polarity: P(positive) - P(negative) for sentiment;
+        NaN (no score) where the classes have no polarity (run.json label_polarity, data.label_polarity)."""
+        from finpeft.data.text import infer_polarity
+        polarity = self.polarity if labels is None or list(labels) == self.labels else infer_polarity(labels)
+        out = np.zeros(len(probs), dtype=np.float32)
+        if not polarity:
+            return out + np.float32("nan")
         col = {l: i for i, l in enumerate(labels or self.labels)}
-        pos = probs[:, col["positive"]] if "positive" in col else 0.0
-        neg = probs[:, col["negative"]] if "negative" in col else 0.0
-        return np.asarray(pos - neg, dtype=np.float32) * np.ones(len(probs), dtype=np.float32)
+        for label, weight in polarity.items():  # -P(neg) + P(pos): bit for bit the old P(pos) - P(neg)
+            if weight:
+                out = out + np.float32(weight) * probs[:, col[label]].astype(np.float32)
+        return out
 
     def predict(self, texts: list[str] | str, task: str | None = None) -> list[dict]:
         """One dict per text: label, probabilities, score (a regression run: the score alone; a generation task:
@@ -124,7 +135,7 @@ class Predictor:
         """names: the labels as shown (the user's spelling); canonical: the same in finpeft's names (for score)."""
         scores = self.score(probs, canonical)
         return [{"label": names[int(p.argmax())], "probabilities": {l: round(float(v), 6) for l, v in zip(names, p)},
-                 "score": round(float(s), 6)} for p, s in zip(probs, scores)]
+                 "score": None if np.isnan(s) else round(float(s), 6)} for p, s in zip(probs, scores)]
 
     def _llm_predict(self, texts: list[str], task) -> list[dict]:
         """An LLM task: constrained label scoring (classification) or generated text."""
@@ -258,7 +269,7 @@ def as_texts(texts) -> list[str]:
     """The texts of a predict call: a bare string is one text; non-strings and empty texts are refused (an empty
     text has no sentiment, and scoring it would answer with the model's prior)."""
     if isinstance(texts, str):
-        return [texts]
+        texts = [texts]  # and checked below like any list: an empty string is refused too
     if isinstance(texts, (bytes, dict)) or not hasattr(texts, "__iter__"):
         raise TypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
     texts = list(texts)

@@ -163,6 +163,13 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     if init_run is not None and method.ARTIFACT != "frozen":  # a frozen method keeps the encoder, not the head
         check_init_labels(init_run, init_labels, data.labels, data.task)
     regression = data.task == "regression"
+    polarity = None
+    if not regression:
+        from finpeft.data.load import label_polarity
+        polarity = label_polarity(data.labels, recipe.data.label_polarity, recipe.data.label_map)
+        if polarity is None:
+            _say(f"note: labels {', '.join(data.label_names.get(l, l) for l in data.labels)} have no known polarity: "
+                 "predictions carry score null (data.label_polarity='{up: 1, flat: 0, down: -1}' gives one)")
     if regression:
         from finpeft.methods import supports
         if not supports(method, "regression"):
@@ -362,7 +369,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     run_info = {"finpeft_version": __version__, "artifact": method.ARTIFACT, "method": recipe.method.name,
                 "backbone": recipe.model.backbone, "backbone_path": model_path, "labels": data.labels,
                 **({"init_from": str(init_run.resolve())} if init_run is not None else {}),
-                "label_names": data.label_names,
+                "label_names": data.label_names, **({} if regression else {"label_polarity": polarity or {}}),
                 "max_length": recipe.model.max_length, "trust_remote_code": recipe.model.trust_remote_code,
                 **({"task": "regression", "target": label_ids.to_dict()} if regression else {})}
     write_run_info(work, run_info)

@@ -1,0 +1,73 @@
+"""Frictions a new user hit (issue 40): the score of a taxonomy that is not sentiment, an empty text."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+
+def finpeft(*args):
+    return subprocess.run([sys.executable, "-m", "finpeft.cli", *args], capture_output=True, text=True, timeout=900)
+
+
+def test_polarity_is_inferred_for_sentiment_words_and_absent_otherwise():
+    from finpeft.data.text import infer_polarity
+    assert infer_polarity(["negative", "neutral", "positive"]) == {"negative": -1, "neutral": 0, "positive": 1}
+    assert infer_polarity(["down", "flat", "up"]) == {"down": -1, "flat": 0, "up": 1}
+    assert infer_polarity(["dovish", "hawkish", "neutral"]) is None  # not sentiment: no score, never 0.0
+    assert infer_polarity(["neutral", "positive"]) is None  # one sign only: a probability, not a score
+
+
+def test_label_polarity_must_cover_every_label():
+    from finpeft.data.load import label_polarity
+    from finpeft.errors import FinpeftError
+    assert label_polarity(["dovish", "hawkish"], {"Hawkish": 1, "dovish": -1}, {}) == {"dovish": -1.0, "hawkish": 1.0}
+    with pytest.raises(FinpeftError, match="missing dovish"):
+        label_polarity(["dovish", "hawkish"], {"hawkish": 1}, {})
+
+
+@pytest.fixture(scope="module")
+def desk_csv(tmp_path_factory, data_dir):
+    """A desk's own taxonomy: FPB sentences relabelled hawkish/dovish/steady (no sentiment words)."""
+    d = tmp_path_factory.mktemp("desk")
+    df = pd.read_csv(data_dir / "financial_phrasebank/sentences_allagree.csv").sample(700, random_state=0)
+    df["label"] = df["label"].map({"positive": "hawkish", "negative": "dovish", "neutral": "steady"})
+    df.to_csv(d / "desk.csv", index=False)
+    return d / "desk.csv"
+
+
+@pytest.fixture(scope="module")
+def desk_run(tmp_path_factory, desk_csv):
+    from conftest import TINY
+    from finpeft import train
+    return train(None, TINY + [f"data.dataset={desk_csv}"], output=tmp_path_factory.mktemp("runs") / "desk")
+
+
+def test_a_taxonomy_without_polarity_has_no_score_anywhere(desk_run, tmp_path):
+    from finpeft import load, predict_file
+    info = json.loads((desk_run / "run.json").read_text())
+    assert info["label_polarity"] == {} and sorted(info["labels"]) == ["dovish", "hawkish", "steady"]
+    p = load(desk_run).predict(["Operating profit rose 40 %."])[0]
+    assert p["score"] is None and p["label"] in ("dovish", "hawkish", "steady")
+    pd.DataFrame({"text": ["Sales fell.", "Profit rose."]}).to_csv(tmp_path / "in.csv", index=False)
+    predict_file(desk_run, tmp_path / "in.csv", tmp_path / "out.csv")
+    assert pd.read_csv(tmp_path / "out.csv")["score"].isna().all()
+
+
+def test_a_polarity_given_in_the_recipe_makes_a_score(desk_csv, tmp_path):
+    from conftest import TINY
+    from finpeft import load, train
+    run = train(None, TINY + [f"data.dataset={desk_csv}", "data.label_polarity={hawkish: 1, steady: 0, dovish: -1}"],
+                output=tmp_path / "r")
+    m = load(run)
+    p = m.predict(["Operating profit rose 40 %."])[0]
+    assert p["score"] == pytest.approx(p["probabilities"]["hawkish"] - p["probabilities"]["dovish"], abs=1e-5)
+
+
+def test_an_empty_text_is_refused_everywhere(full_run):
+    from finpeft import load
+    with pytest.raises(ValueError, match="empty"):
+        load(full_run).predict("")
+    res = finpeft("predict", str(full_run), "--text", "")
+    assert res.returncode == 2 and "empty" in res.stderr and "Traceback" not in res.stderr, res.stderr
