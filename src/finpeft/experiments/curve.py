@@ -196,6 +196,8 @@ def _plot(g: pd.DataFrame, path: Path) -> None:
             ax.plot(s["labels"], s["accuracy"], marker="o", label=f"{method} / {strategy}")
             ax.fill_between(s["labels"], s["accuracy"] - std, s["accuracy"] + std, alpha=0.2)
         ax.set_xscale("log", base=2)
+        ticks = sorted(g["labels"].unique())
+        ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_xlabel("labelled rows used (all of them train)")
         ax.set_ylabel("test accuracy")
         ax.set_title(f"{g['dataset'].iloc[0]} - {b}")
