@@ -190,8 +190,10 @@ def predict(
         n = api.predict_file(run_dir, input, output, text_column=text_column, chunk_size=chunk_size,
                              encoding=encoding, task=task)
     except KeyboardInterrupt:
-        print(f"finpeft: interrupted; the rows scored so far are kept ({output.name}.partial beside {output}); "
-              "the same command resumes after them", file=sys.stderr)
+        kept = output.with_name(f".{output.name}.partial")  # predict_file's hidden work file
+        print("finpeft: interrupted; " + (f"the rows scored so far are kept in {kept}; the same command resumes "
+                                          "after them" if kept.exists() else "no chunk was finished: nothing was "
+                                          "kept, the same command starts again"), file=sys.stderr)
         raise typer.Exit(130)
     typer.echo(f"scored {n} rows -> {output}")
 
