@@ -89,3 +89,21 @@ def test_a_training_log_sent_to_a_file_has_no_progress_bars(tmp_path):
     log = res.stdout + res.stderr
     assert "it/s]" not in log and "s/it]" not in log and "\r" not in log, log[-2000:]
     assert "train_runtime" in log and "test accuracy" in log  # one line per logging step / epoch instead
+
+
+def test_an_interrupted_predict_names_the_file_it_kept(full_run, tmp_path):
+    import signal
+    import time
+    texts = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the period."] * 20000
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "wire.csv", index=False)
+    out = tmp_path / "wire_scored.csv"
+    kept = tmp_path / ".wire_scored.csv.partial"
+    proc = subprocess.Popen([sys.executable, "-m", "finpeft.cli", "predict", str(full_run), "--input",
+                             str(tmp_path / "wire.csv"), "--output", str(out), "--chunk-size", "64"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (kept.exists() and kept.stat().st_size > 0) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and f"kept in {kept}" in err and kept.exists(), err[-500:]

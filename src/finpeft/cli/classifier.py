@@ -171,8 +171,8 @@ def predict(
     encoding: str = typer.Option("auto", "--encoding", help="Input file encoding (auto: UTF-8, else detected)."),
     task: Optional[str] = typer.Option(None, "--task", help="An LLM run's task (default: its first)."),
 ):
-    """Score texts: label, class probabilities and score = P(positive) - P(negative) (an LLM run's free-text
-    task: the answer)."""
+    """Score texts: label, class probabilities and score = P(positive) - P(negative) (by data.label_polarity for
+    your own classes; null where they have none) (an LLM run's free-text task: the answer)."""
     import json
     if bool(text) == bool(input):
         raise FinpeftError("give either --text (repeatable) or --input FILE --output FILE")

@@ -92,7 +92,8 @@ class Predictor:
         return predict_proba(self.model, self.tokenizer, texts, self.max_length, self.batch_size)
 
     def predict_scores(self, texts: list[str] | str) -> np.ndarray:
-        """(n,) float scores: a regression run's predicted target; a classifier's P(positive) - P(negative)."""
+        """(n,) float scores: a regression run's predicted target; a classifier's P(positive) - P(negative)
+        (see `score`; NaN where its classes have no polarity)."""
         texts = as_texts(texts)
         if self.task != "regression":
             return self.score(self.predict_proba(texts))

@@ -56,7 +56,8 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None, loa
         label: str | None = Field(None, description="The predicted class (null for regression and generation)")
         probabilities: dict[str, float] | None = Field(None, description="Class probabilities (classification)")
         score: float | None = Field(None, description="A regression model's predicted score; a classifier's "
-                                    "P(positive) - P(negative) (0 when the labels have neither); null for text")
+                                    "sum of P(class) x its polarity, P(positive) - P(negative) for sentiment; "
+                                    "null where the classes have no polarity, and for text")
         text: str | None = Field(None, description="The generated answer (an LLM run's generation task)")
 
     class PredictResponse(BaseModel):
