@@ -107,3 +107,15 @@ def test_an_interrupted_predict_names_the_file_it_kept(full_run, tmp_path):
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130 and f"kept in {kept}" in err and kept.exists(), err[-500:]
+
+
+def test_truncation_is_said_in_predict_file_and_evaluate(full_run, tmp_path, capfd):
+    from finpeft import evaluate, predict_file
+    long = " ".join(["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the period."] * 20)
+    df = pd.DataFrame({"text": ["Sales fell 5 %."] * 20 + [long, long + " Costs rose."],
+                       "label": ["negative"] * 20 + ["positive", "positive"]})
+    df.to_csv(tmp_path / "wire.csv", index=False)
+    predict_file(full_run, tmp_path / "wire.csv", tmp_path / "out.csv")
+    assert "2 of 22 texts scored are longer than max_length=128 tokens" in capfd.readouterr().err
+    evaluate(full_run, str(tmp_path / "wire.csv"), split="all")
+    assert "2 of 22 wire texts are longer than max_length=128" in capfd.readouterr().err

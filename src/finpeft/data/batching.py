@@ -18,6 +18,26 @@ def tokenize_frame(df, tokenizer, label_ids: dict[str, int], max_length: int):
     return Dataset.from_dict(cols)
 
 
+def truncation_note(tokenizer, texts: list[str], max_length: int, what: str) -> str | None:
+    """One line when some texts are longer than max_length tokens (they are cut when encoded), else None:
+    truncation is never silent."""
+    cut, longest = count_truncated(tokenizer, texts, max_length)
+    return truncation_line(cut, len(texts), longest, max_length, what) if cut else None
+
+
+def count_truncated(tokenizer, texts: list[str], max_length: int) -> tuple[int, int]:
+    """(how many texts are longer than max_length tokens, the longest's token count)."""
+    if not len(texts):
+        return 0, 0
+    lengths = np.asarray(tokenizer([str(t) for t in texts], truncation=False, return_length=True)["length"])
+    return int((lengths > max_length).sum()), int(lengths.max())
+
+
+def truncation_line(cut: int, n: int, longest: int, max_length: int, what: str) -> str:
+    return (f"note: {cut} of {n} {what} are longer than max_length={max_length} tokens (longest {longest}) and are "
+            "cut to it; raise model.max_length if their ends matter")
+
+
 def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
     """Class probabilities in input order; batches are sorted by length so little is spent on padding."""
     return predict_outputs(model, tokenizer, texts, max_length, batch_size, softmax=True)

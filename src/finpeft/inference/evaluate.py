@@ -51,6 +51,9 @@ def evaluate_run(run_dir: str | Path, data_cfg, split: str = "test") -> tuple[Pa
                            f"({', '.join(info['labels'])}); map them with --label-map, e.g. --label-map '{{none: neutral}}'")
     predictor = Predictor(run_dir)
     probs = predictor.predict_proba(df["text"].tolist())
+    note = predictor.truncation_note(df["text"].tolist(), f"{name} texts")
+    if note:
+        print(f"finpeft: {note}", file=sys.stderr)
     y = np.array([predictor.labels.index(l) for l in df["label"]])
     out = Path(run_dir) / "eval" / f"{name}-{split}"
     tmp = out.with_name(f".{out.name}.partial")

@@ -91,6 +91,20 @@ class Predictor:
             return self.onnx.predict_proba(texts, self.max_length, self.batch_size)
         return predict_proba(self.model, self.tokenizer, texts, self.max_length, self.batch_size)
 
+    def _text_tokenizer(self):
+        """The tokenizer that cuts the texts (None for an LLM run: its prompts, not the texts, are cut)."""
+        if self.llm is not None:
+            return None
+        if self.onnx is not None:
+            return self.onnx.tokenizer
+        return self.members[0]._text_tokenizer() if self.members else self.tokenizer
+
+    def truncation_note(self, texts: list[str], what: str = "texts") -> str | None:
+        """A line saying how many texts are longer than the model's max_length (cut when scored), else None."""
+        from finpeft.data.batching import truncation_note
+        tokenizer = self._text_tokenizer()
+        return truncation_note(tokenizer, texts, self.max_length, what) if tokenizer is not None else None
+
     def predict_scores(self, texts: list[str] | str) -> np.ndarray:
         """(n,) float scores: a regression run's predicted target; a classifier's P(positive) - P(negative)
         (see `score`; NaN where its classes have no polarity)."""
@@ -162,7 +176,8 @@ class Predictor:
                "source_mtime_ns": src.stat().st_mtime_ns if src.is_file() else None, "text_column": text_column,
                "chunk_size": chunk_size, "model": model_fingerprint(self.run_dir)}
         done = _resume_point(tmp, record, job)
-        n, empty = done["rows"], 0
+        n, empty, cut, longest = done["rows"], 0, 0, 0
+        tokenizer = self._text_tokenizer()
         if n:
             print(f"finpeft: resuming {dst}: {n} rows already scored", file=sys.stderr)
         bar = _progress(progress, n, count_rows(src))  # by lines: an estimate when quoted texts span lines
@@ -186,6 +201,10 @@ class Predictor:
                     else:
                         chunk = self._labelled_chunk(chunk, texts, filled)
                     empty += int((~filled).sum())
+                    if tokenizer is not None:
+                        from finpeft.data.batching import count_truncated
+                        c, m = count_truncated(tokenizer, texts[filled].tolist(), self.max_length)
+                        cut, longest = cut + c, max(longest, m)
                     if dst.suffix.lower() == ".csv":
                         chunk.to_csv(f, index=False, header=n == 0)
                     else:
@@ -208,6 +227,10 @@ class Predictor:
         record.unlink(missing_ok=True)
         if empty:
             print(f"finpeft: {empty} row(s) with an empty text got no prediction (empty label and scores)",
+                  file=sys.stderr)
+        if cut:
+            from finpeft.data.batching import truncation_line
+            print(f"finpeft: {truncation_line(cut, n - done['rows'], longest, self.max_length, 'texts scored')}",
                   file=sys.stderr)
         return n
 

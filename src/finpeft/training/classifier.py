@@ -246,6 +246,12 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
               for s in ("train", "valid")}  # test is scored after training, in input order
         collator = DataCollatorWithPadding(tokenizer)
     _say(f"trainable parameters {trainable:,} of {total:,} ({trainable / total:.2%})")
+    from finpeft.data.batching import truncation_note
+    for split in ("train", "test") if data.valid_from_train else ("train", "valid", "test"):
+        note = truncation_note(tokenizer, getattr(data, split)["text"].tolist(), recipe.model.max_length,
+                               f"{split} texts")
+        if note:
+            _say(note)
     teacher_seconds = None
     transfer = None
     if recipe.train.distill_from:
