@@ -119,3 +119,20 @@ def test_truncation_is_said_in_predict_file_and_evaluate(full_run, tmp_path, cap
     assert "2 of 22 texts scored are longer than max_length=128 tokens" in capfd.readouterr().err
     evaluate(full_run, str(tmp_path / "wire.csv"), split="all")
     assert "2 of 22 wire texts are longer than max_length=128" in capfd.readouterr().err
+
+
+def test_a_run_remembers_its_label_map_for_evaluate(tmp_path, data_dir):
+    """Trained with data.label_map={up: positive, ...}: a file in the same format evaluates without a map."""
+    from conftest import TINY
+    from finpeft import evaluate, train
+    from finpeft.errors import FinpeftError
+    df = pd.read_csv(data_dir / "financial_phrasebank/sentences_allagree.csv").sample(400, random_state=0)
+    df["label"] = df["label"].map({"positive": "up", "negative": "down", "neutral": "flat"})
+    df.to_csv(tmp_path / "desk.csv", index=False)
+    run = train(None, TINY + [f"data.dataset={tmp_path / 'desk.csv'}",
+                              "data.label_map={up: positive, down: negative, flat: neutral}"], output=tmp_path / "r")
+    _, m = evaluate(run, str(tmp_path / "desk.csv"))
+    assert m["n"] == 400
+    df.assign(label="sideways").to_csv(tmp_path / "odd.csv", index=False)
+    with pytest.raises(FinpeftError, match="sideways: negative"):  # the example names the user's own label
+        evaluate(run, str(tmp_path / "odd.csv"))

@@ -81,7 +81,9 @@ def evaluate(run_dir, data: str | None = None, *, split: str | None = None, text
     cfg = validate_recipe({"data": {"dataset": data, "text_column": text_column or own.get("text_column", "text"),
                                     "label_column": label_column or own.get("label_column", "label"),
                                     "encoding": encoding or own.get("encoding", "auto"),
-                                    "label_map": mapping, **splits}}, "--data").data
+                                    # the run's own label map unless one is given: same-format files just work
+                                    "label_map": mapping if label_map is not None else own.get("label_map") or {},
+                                    **splits}}, "--data").data
     return evaluate_run(run_dir, cfg, split or ("all" if Path(data).is_file() else "test"))
 
 

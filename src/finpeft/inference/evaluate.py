@@ -48,7 +48,8 @@ def evaluate_run(run_dir: str | Path, data_cfg, split: str = "test") -> tuple[Pa
     unknown = sorted(set(df["label"]) - set(info["labels"]))
     if unknown:
         raise FinpeftError(f"{name}: label(s) {', '.join(unknown)} are not among the model's labels "
-                           f"({', '.join(info['labels'])}); map them with --label-map, e.g. --label-map '{{none: neutral}}'")
+                           f"({', '.join(info['labels'])}); map them with --label-map, e.g. --label-map "
+                           f"'{{{unknown[0]}: {info['labels'][0]}}}'")
     predictor = Predictor(run_dir)
     probs = predictor.predict_proba(df["text"].tolist())
     note = predictor.truncation_note(df["text"].tolist(), f"{name} texts")
