@@ -221,3 +221,10 @@ def test_serves_an_onnx_export(full_run, tmp_path):
     assert body["model"]["backend"] == "onnx"
     from finpeft import load
     assert [p["label"] for p in body["predictions"]] == [p["label"] for p in load(full_run).predict(texts)]
+
+
+def test_a_wrong_method_answers_the_one_error_shape_with_details(client):
+    r = client.get("/v1/predict", headers=KEY)
+    assert r.status_code == 405
+    body = r.json()
+    assert body["error"] and body["details"][0]["type"] == "http_405" and "POST" in body["details"][0]["allowed"]

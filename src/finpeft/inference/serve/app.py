@@ -119,7 +119,10 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None, loa
         # FastAPI answers an unreadable body (bad UTF-8, JSON nested too deep) with 400: it is a malformed
         # body like any other, so 422.
         status = 422 if exc.status_code == 400 else exc.status_code
-        return JSONResponse(error_body(str(exc.detail)), status_code=status, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None) or {}
+        detail = {"type": f"http_{exc.status_code}", "msg": str(exc.detail), "path": request.url.path,
+                  **({"allowed": headers["Allow"]} if "Allow" in headers else {})}  # 405: the methods that work
+        return JSONResponse(error_body(str(exc.detail), [detail]), status_code=status, headers=headers or None)
 
     def check_key(request: Request):
         if s.api_key is None:
