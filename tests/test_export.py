@@ -124,6 +124,7 @@ def test_cli_export_then_predict(full_run, tmp_path):
     res = finpeft_cli("export", str(full_run), "--format", "onnx", "--output", str(out), "--parity-rows", "16")
     assert res.returncode == 0, res.stderr
     assert str(out) in res.stdout and "agreement" in res.stdout
+    assert "parity ok: the ONNX model gives torch's label on 100.0% of rows" in res.stdout  # said what it means
     res = finpeft_cli("predict", str(out), "--text", TEXTS[0])
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.splitlines()[-1])["label"] in ("negative", "neutral", "positive")

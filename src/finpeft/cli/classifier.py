@@ -234,6 +234,20 @@ def export(
         typer.echo(f"parity on {p['rows']} {p['dataset']} {p['split']} rows: agreement {p['agreement']:.4f} | "
                    f"max |prob diff| {p['max_abs_prob_diff']:.2e} | accuracy torch {acc(p['torch_accuracy'])}, "
                    f"onnx {acc(p['onnx_accuracy'])}")
+        typer.echo(_parity_verdict(p, info["quantize"]))
+
+
+def _parity_verdict(p: dict, quantize) -> str:
+    """What the parity numbers mean: the label and the accuracy are what count; int8 moves probabilities."""
+    drop = (p["torch_accuracy"] - p["onnx_accuracy"]) if p.get("torch_accuracy") is not None and \
+        p.get("onnx_accuracy") is not None else 0.0
+    if p["agreement"] >= 0.97 and drop <= 0.01:
+        why = (" (int8 rounding moves single probabilities, hence the max |prob diff|; the label is what is served)"
+               if quantize else "")
+        return (f"parity ok: the ONNX model gives torch's label on {p['agreement']:.1%} of rows and loses "
+                f"{max(drop, 0.0):.1%} accuracy{why}")
+    return (f"warning: parity is poor - the ONNX model gives torch's label on only {p['agreement']:.1%} of rows "
+            f"and loses {drop:.1%} accuracy; use the fp32 export (no --quantize) or check the model")
 
 
 @app.command()
