@@ -215,7 +215,7 @@ def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize:
     if info["artifact"] == "onnx":
         raise FinpeftError(f"{run_dir}: already an ONNX export; export the run it came from")
     if info["artifact"] == "ensemble":
-        raise FinpeftError(f"{run_dir}: an ensemble cannot be exported as one graph; export its members")
+        raise FinpeftError(f"{run_dir}: an ensemble is not one graph; distil it (train.distill_from=RUN) and export that")
     if info["artifact"] == "llm":
         raise FinpeftError(f"{run_dir}: LLM runs are not exported to ONNX (serve or load the run itself; "
                            "`finpeft llm merge` folds the adapter into a plain transformers model)")
