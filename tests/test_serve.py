@@ -228,3 +228,8 @@ def test_a_wrong_method_answers_the_one_error_shape_with_details(client):
     assert r.status_code == 405
     body = r.json()
     assert body["error"] and body["details"][0]["type"] == "http_405" and "POST" in body["details"][0]["allowed"]
+
+
+def test_a_classifier_prediction_carries_no_text_field(client):
+    r = client.post("/v1/predict", json={"texts": ["Profit rose."]}, headers=KEY)
+    assert r.status_code == 200 and "text" not in r.json()["predictions"][0], r.json()

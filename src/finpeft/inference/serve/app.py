@@ -58,7 +58,8 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None, loa
         score: float | None = Field(None, description="A regression model's predicted score; a classifier's "
                                     "sum of P(class) x its polarity, P(positive) - P(negative) for sentiment; "
                                     "null where the classes have no polarity, and for text")
-        text: str | None = Field(None, description="The generated answer (an LLM run's generation task)")
+        text: str | None = Field(None, description="The generated answer (an LLM run's generation task; absent "
+                                 "for the other tasks)", exclude_if=lambda v: v is None)
 
     class PredictResponse(BaseModel):
         model: dict
