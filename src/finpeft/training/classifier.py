@@ -215,7 +215,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         label_ids = Standardiser(data.train["label"])
     else:
         label_ids = {l: i for i, l in enumerate(data.labels)}
-    body_seconds = 0.0
+    body_seconds, base_path = 0.0, model_path
     if method.adapt_body is not None:  # e.g. setfit: the encoder is tuned on the training rows first
         began = time.perf_counter()
         model_path = method.adapt_body(model_path, data.train["text"].tolist(),
@@ -334,8 +334,9 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
                "backbone": recipe.model.backbone, "seed": recipe.seed, "command": command,
                "train_seconds": round(train_seconds, 2),
                "train_samples_per_second": round(samples_seen / trainer_seconds, 2),
-               "encode_seconds": round(encode_seconds, 2), **({"body_seconds": round(body_seconds, 2)}
-                                                               if method.adapt_body else {}), "resumed_seconds_before": round(clock.before, 2) or None,
+               "encode_seconds": round(encode_seconds, 2),
+               **({"body_seconds": round(body_seconds, 2)} if method.adapt_body else {}),
+               "resumed_seconds_before": round(clock.before, 2) or None,
                "epochs_run": round(trainer.state.epoch, 3),
                ("best_valid_mse" if regression else "best_valid_macro_f1"): trainer.state.best_metric,
                "test_sentences_per_second": round(infer_rate, 1), **_peak_memory(),
@@ -374,7 +375,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         method.saved_model(trainer.model).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     run_info = {"finpeft_version": __version__, "artifact": method.ARTIFACT, "method": recipe.method.name,
-                "backbone": recipe.model.backbone, "backbone_path": model_path, "labels": data.labels,
+                "backbone": recipe.model.backbone, "backbone_path": base_path, "labels": data.labels,
                 **({"init_from": str(init_run.resolve())} if init_run is not None else {}),
                 "label_names": data.label_names, **({} if regression else {"label_polarity": polarity or {}}),
                 "max_length": recipe.model.max_length, "trust_remote_code": recipe.model.trust_remote_code,
