@@ -120,6 +120,47 @@ class _StepCounter(TrainerCallback):
             self.first = state.global_step
 
 
+def _check_data(data, recipe: Recipe, method) -> dict | None:
+    """The loaded data against the recipe and the method, before any model: task support, leakage, notes, the
+    few-label tip; returns the classes' polarity for `score` (None: regression, or classes without one)."""
+    regression = data.task == "regression"
+    polarity = None
+    if not regression:
+        from finpeft.data.load import label_polarity
+        polarity = label_polarity(data.labels, recipe.data.label_polarity, recipe.data.label_map)
+        if polarity is None:
+            _say(f"note: labels {', '.join(data.label_names.get(l, l) for l in data.labels)} have no known polarity: "
+                 "predictions carry score null (data.label_polarity='{up: 1, flat: 0, down: -1}' gives one)")
+    if regression:
+        from finpeft.methods import supports
+        if not supports(method, "regression"):
+            raise FinpeftError(f"method {recipe.method.name} classifies only; for a score (data.task=regression) "
+                               "use full, head, lora, dora, qlora, ia3 or a frozen-encoder head (mamba-adapter, ...)")
+        if recipe.train.distill_from:
+            raise FinpeftError("train.distill_from: distillation learns class probabilities; not for regression")
+        if recipe.train.rdrop_alpha:
+            raise FinpeftError("train.rdrop_alpha: R-Drop compares class probabilities; not for regression")
+    checked = {"train": data.train, "test": data.test, **({} if data.valid_from_train else {"valid": data.valid})}
+    for pair, n in leakage_between(checked).items():
+        _say(f"warning: leakage {pair}: {n} normalised text(s) shared (run `finpeft data check {data.name}`)")
+    for note in data.notes:
+        _say(note)
+    if data.valid_from_train and recipe.method.name != "setfit":
+        _say(f"tip: {len(data.train)} labels is a few-label set: method=setfit (few-shot) usually beats a "
+             f"{recipe.method.name} fine-tune here, and `finpeft label suggest` picks the next rows worth labelling "
+             "(docs/few-labels.md: which method for how many labels, measured)")
+    return polarity
+
+
+def _say_truncation(tokenizer, data, max_length: int) -> None:
+    """Truncation is never silent: how many texts of each split are cut to max_length."""
+    from finpeft.data.batching import truncation_note
+    for split in ("train", "test") if data.valid_from_train else ("train", "valid", "test"):
+        note = truncation_note(tokenizer, getattr(data, split)["text"].tolist(), max_length, f"{split} texts")
+        if note:
+            _say(note)
+
+
 def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = False, resume: bool = False,
           command: str | None = None, callbacks: list | None = None, load_teacher=None) -> Path:
     """Train per the recipe; returns the finished run dir (holding model/, metrics.json, report.md, ...).
@@ -163,31 +204,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     if init_run is not None and method.ARTIFACT != "frozen":  # a frozen method keeps the encoder, not the head
         check_init_labels(init_run, init_labels, data.labels, data.task)
     regression = data.task == "regression"
-    polarity = None
-    if not regression:
-        from finpeft.data.load import label_polarity
-        polarity = label_polarity(data.labels, recipe.data.label_polarity, recipe.data.label_map)
-        if polarity is None:
-            _say(f"note: labels {', '.join(data.label_names.get(l, l) for l in data.labels)} have no known polarity: "
-                 "predictions carry score null (data.label_polarity='{up: 1, flat: 0, down: -1}' gives one)")
-    if regression:
-        from finpeft.methods import supports
-        if not supports(method, "regression"):
-            raise FinpeftError(f"method {recipe.method.name} classifies only; for a score (data.task=regression) "
-                               "use full, head, lora, dora, qlora, ia3 or a frozen-encoder head (mamba-adapter, ...)")
-        if recipe.train.distill_from:
-            raise FinpeftError("train.distill_from: distillation learns class probabilities; not for regression")
-        if recipe.train.rdrop_alpha:
-            raise FinpeftError("train.rdrop_alpha: R-Drop compares class probabilities; not for regression")
-    checked = {"train": data.train, "test": data.test, **({} if data.valid_from_train else {"valid": data.valid})}
-    for pair, n in leakage_between(checked).items():
-        _say(f"warning: leakage {pair}: {n} normalised text(s) shared (run `finpeft data check {data.name}`)")
-    for note in data.notes:
-        _say(note)
-    if data.valid_from_train and recipe.method.name != "setfit":
-        _say(f"tip: {len(data.train)} labels is a few-label set: method=setfit (few-shot) usually beats a "
-             f"{recipe.method.name} fine-tune here, and `finpeft label suggest` picks the next rows worth labelling "
-             "(docs/few-labels.md: which method for how many labels, measured)")
+    polarity = _check_data(data, recipe, method)
 
     stem = recipe.name or f"{data.name}-{recipe.method.name}-{Path(recipe.model.backbone).name}"
     out = Path(output) if output else default_output(Path("runs"), f"{stem}-s{recipe.seed}")
@@ -246,12 +263,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
               for s in ("train", "valid")}  # test is scored after training, in input order
         collator = DataCollatorWithPadding(tokenizer)
     _say(f"trainable parameters {trainable:,} of {total:,} ({trainable / total:.2%})")
-    from finpeft.data.batching import truncation_note
-    for split in ("train", "test") if data.valid_from_train else ("train", "valid", "test"):
-        note = truncation_note(tokenizer, getattr(data, split)["text"].tolist(), recipe.model.max_length,
-                               f"{split} texts")
-        if note:
-            _say(note)
+    _say_truncation(tokenizer, data, recipe.model.max_length)
     teacher_seconds = None
     transfer = None
     if recipe.train.distill_from:
