@@ -51,7 +51,7 @@ class DatasetSplits:
     # mapped to the canonical names inside, so datasets with other spellings still compare
     label_names: dict[str, str] = field(default_factory=dict)
     task: str = "classification"  # "regression": labels == ["score"] and the label column holds floats
-    valid_from_train: bool = False  # few labels: valid is the training rows, model selection is off
+    valid_from_train: bool = False  # few labels: valid is empty, training "evaluates" on its own rows, no selection
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
@@ -314,8 +314,8 @@ def _load_splits(cfg) -> DatasetSplits:
     seed = cfg.split_seed
     train = _subsample(train, cfg.max_train_samples, seed)
     valid_from_train = valid is None
-    if valid_from_train:  # few labels: every one trains; the "valid" rows are the training rows (no selection)
-        valid = train
+    if valid_from_train:  # few labels: every one trains, none is held out for validation (no selection)
+        valid = train.iloc[0:0]
         notes.append(f"few labels: no valid split carved, all {len(train)} labelled training rows train "
                      f"(fewer than data.few_labels={cfg.few_labels}, or data.valid_size=0); model selection is "
                      "off: the last epoch is kept")

@@ -205,6 +205,9 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
         check_init_labels(init_run, init_labels, data.labels, data.task)
     regression = data.task == "regression"
     polarity = _check_data(data, recipe, method)
+    sizes = data.sizes()  # as loaded: a few-label set has valid 0
+    if data.valid_from_train:  # the Trainer's per-epoch evaluation reads the training rows; selection is off
+        data.valid = data.train
 
     stem = recipe.name or f"{data.name}-{recipe.method.name}-{Path(recipe.model.backbone).name}"
     out = Path(output) if output else default_output(Path("runs"), f"{stem}-s{recipe.seed}")
@@ -224,7 +227,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     threads = _set_threads(recipe.train.num_threads)
     set_seed(recipe.seed)
     rank, world = _world()
-    _say(f"{data.name}: train/valid/test = {data.sizes()} | method {recipe.method.name} | backbone "
+    _say(f"{data.name}: train/valid/test = {sizes} | method {recipe.method.name} | backbone "
          f"{recipe.model.backbone} | {threads} threads x {world} process(es) | working in {work}")
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=recipe.model.trust_remote_code)
     if regression:  # scores are standardised on the training rows; predictions are mapped back
@@ -355,7 +358,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
                **({"distilled_from": t.distill_from, "teacher_seconds": teacher_seconds, "transfer": transfer,
                    "teacher_train_seconds": teacher_train} if t.distill_from else {}),
                "trainable_params": trainable, "total_params": total, "data_source": data.source,
-               "sizes": data.sizes(), "processes": world, "label_names": data.label_names or None, "notes": data.notes, "finpeft_version": __version__,
+               "sizes": sizes, "processes": world, "label_names": data.label_names or None, "notes": data.notes, "finpeft_version": __version__,
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if data.extra_tests:  # data.mix: every mixed dataset's own test split, scored by the same model
         from finpeft.report.classification import classification_metrics
