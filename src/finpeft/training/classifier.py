@@ -146,9 +146,10 @@ def _check_data(data, recipe: Recipe, method) -> dict | None:
     for note in data.notes:
         _say(note)
     if data.valid_from_train and recipe.method.name != "setfit":
-        _say(f"tip: {len(data.train)} labels is a few-label set: method=setfit (few-shot) usually beats a "
-             f"{recipe.method.name} fine-tune here, and `finpeft label suggest` picks the next rows worth labelling "
-             "(docs/few-labels.md: which method for how many labels, measured)")
+        _say(f"tip: {len(data.train)} labels is a few-label set: continue a finished run whose classes map onto "
+             "yours (model.init_from=RUN), else method=setfit (method.num_iterations=0: a head on the frozen "
+             "encoder); a default fine-tune learned only the majority class from 64-256 FPB labels. "
+             "`finpeft label suggest` picks the next rows worth labelling (docs/few-labels.md, measured)")
     return polarity
 
 
