@@ -28,10 +28,10 @@ def main() -> None:
     pool.insert(0, "id", [f"h{i}" for i in range(len(pool))])
     with tempfile.TemporaryDirectory() as tmp:
         pool.to_csv(Path(tmp) / "pool.csv", index=False)
-        env = {**os.environ, "FINPEFT_CACHE_DIR": str(Path(tmp) / "cache"), "HF_HUB_OFFLINE": "1"}
         print("| call | pool rows | n | seconds (wall, fresh process, cold cache) |\n|---|---|---|---|")
         cases = [("cold start (kmeans)", [])] + ([("with --run (margin-kmeans)", ["--run", a.run])] if a.run else [])
-        for name, extra in cases:
+        for k, (name, extra) in enumerate(cases):
+            env = {**os.environ, "FINPEFT_CACHE_DIR": str(Path(tmp) / f"cache{k}"), "HF_HUB_OFFLINE": "1"}
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "finpeft.cli", "label", "suggest", str(Path(tmp) / "pool.csv"),
                             "--n", str(a.n), "--output", str(Path(tmp) / "next.csv"), *extra], env=env, check=True,
