@@ -17,13 +17,13 @@ from finpeft.version import __version__
 from finpeft.models.backbones import load_config, resolve_backbone
 from finpeft.data.batching import predict_outputs, predict_proba, tokenize_frame
 from finpeft.data import load_dataset_splits
-from finpeft.data.doctor import leakage_between
 from finpeft.errors import FinpeftError
 from finpeft.methods import checked_method
 from finpeft.methods.common import count_parameters
 from finpeft.core.recipe import Recipe, validate_recipe, with_method_defaults
 from finpeft.core.runs import append_result, default_output, finish, last_checkpoint, partial_dir, prepare, write_atomic
 from finpeft.core.runinfo import write_run_info
+from finpeft.training.checks import check_data, say_truncation
 
 log = logging.getLogger("finpeft")
 
@@ -120,48 +120,6 @@ class _StepCounter(TrainerCallback):
             self.first = state.global_step
 
 
-def _check_data(data, recipe: Recipe, method) -> dict | None:
-    """The loaded data against the recipe and the method, before any model: task support, leakage, notes, the
-    few-label tip; returns the classes' polarity for `score` (None: regression, or classes without one)."""
-    regression = data.task == "regression"
-    polarity = None
-    if not regression:
-        from finpeft.data.load import label_polarity
-        polarity = label_polarity(data.labels, recipe.data.label_polarity, recipe.data.label_map)
-        if polarity is None:
-            _say(f"note: labels {', '.join(data.label_names.get(l, l) for l in data.labels)} have no known polarity: "
-                 "predictions carry score null (data.label_polarity='{up: 1, flat: 0, down: -1}' gives one)")
-    if regression:
-        from finpeft.methods import supports
-        if not supports(method, "regression"):
-            raise FinpeftError(f"method {recipe.method.name} classifies only; for a score (data.task=regression) "
-                               "use full, head, lora, dora, qlora, ia3 or a frozen-encoder head (mamba-adapter, ...)")
-        if recipe.train.distill_from:
-            raise FinpeftError("train.distill_from: distillation learns class probabilities; not for regression")
-        if recipe.train.rdrop_alpha:
-            raise FinpeftError("train.rdrop_alpha: R-Drop compares class probabilities; not for regression")
-    checked = {"train": data.train, "test": data.test, **({} if data.valid_from_train else {"valid": data.valid})}
-    for pair, n in leakage_between(checked).items():
-        _say(f"warning: leakage {pair}: {n} normalised text(s) shared (run `finpeft data check {data.name}`)")
-    for note in data.notes:
-        _say(note)
-    if data.valid_from_train and recipe.method.name != "setfit":
-        _say(f"tip: {len(data.train)} labels is a few-label set: continue a finished run whose classes map onto "
-             "yours (model.init_from=RUN), else method=setfit (method.num_iterations=0: a head on the frozen "
-             "encoder); a default fine-tune learned only the majority class from 64-256 FPB labels. "
-             "`finpeft label suggest` picks the next rows worth labelling (docs/few-labels.md, measured)")
-    return polarity
-
-
-def _say_truncation(tokenizer, data, max_length: int) -> None:
-    """Truncation is never silent: how many texts of each split are cut to max_length."""
-    from finpeft.data.batching import truncation_note
-    for split in ("train", "test") if data.valid_from_train else ("train", "valid", "test"):
-        note = truncation_note(tokenizer, getattr(data, split)["text"].tolist(), max_length, f"{split} texts")
-        if note:
-            _say(note)
-
-
 def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = False, resume: bool = False,
           command: str | None = None, callbacks: list | None = None, load_teacher=None) -> Path:
     """Train per the recipe; returns the finished run dir (holding model/, metrics.json, report.md, ...).
@@ -205,7 +163,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
     if init_run is not None and method.ARTIFACT != "frozen":  # a frozen method keeps the encoder, not the head
         check_init_labels(init_run, init_labels, data.labels, data.task)
     regression = data.task == "regression"
-    polarity = _check_data(data, recipe, method)
+    polarity = check_data(data, recipe, method, _say)
     sizes = data.sizes()  # as loaded: a few-label set has valid 0
     if data.valid_from_train:  # the Trainer's per-epoch evaluation reads the training rows; selection is off
         data.valid = data.train
@@ -267,7 +225,7 @@ def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = Fa
               for s in ("train", "valid")}  # test is scored after training, in input order
         collator = DataCollatorWithPadding(tokenizer)
     _say(f"trainable parameters {trainable:,} of {total:,} ({trainable / total:.2%})")
-    _say_truncation(tokenizer, data, recipe.model.max_length)
+    say_truncation(tokenizer, data, recipe.model.max_length, _say)
     teacher_seconds = None
     transfer = None
     if recipe.train.distill_from:
