@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints, create
 
 from finpeft.errors import FinpeftError
 from finpeft.inference.serve.batcher import MicroBatcher
-from finpeft.inference.serve.limits import BodyLimit, ServeSettings, _utf8, error_body
+from finpeft.inference.serve.limits import BodyLimit, ServeSettings, _utf8, error_body, http_error_body
 from finpeft.version import __version__
 
 
@@ -121,9 +121,8 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None, loa
         # body like any other, so 422.
         status = 422 if exc.status_code == 400 else exc.status_code
         headers = getattr(exc, "headers", None) or {}
-        detail = {"type": f"http_{exc.status_code}", "msg": str(exc.detail), "path": request.url.path,
-                  **({"allowed": headers["Allow"]} if "Allow" in headers else {})}  # 405: the methods that work
-        return JSONResponse(error_body(str(exc.detail), [detail]), status_code=status, headers=headers or None)
+        body = http_error_body(exc.status_code, str(exc.detail), request.url.path, headers)
+        return JSONResponse(body, status_code=status, headers=headers or None)
 
     def check_key(request: Request):
         if s.api_key is None:

@@ -20,6 +20,13 @@ def error_body(message: str, details: list | None = None) -> dict:
     return {"error": message, **({"details": details} if details else {})}
 
 
+def http_error_body(status: int, message: str, path: str, headers: dict) -> dict:
+    """An HTTP error (404, 405, ...) in the one error shape, with details (a 405's allowed methods)."""
+    detail = {"type": f"http_{status}", "msg": message, "path": path,
+              **({"allowed": headers["Allow"]} if "Allow" in headers else {})}
+    return error_body(message, [detail])
+
+
 def _utf8(text: str) -> str:
     text.encode("utf-8")  # a lone surrogate ("\ud800") passes JSON parsing but no tokenizer: 422, not 500
     if not text.strip():  # an empty text has no sentiment; scoring it would return the model's prior as an answer
