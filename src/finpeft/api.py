@@ -101,6 +101,21 @@ def predict_file(run_dir, input, output, *, text_column: str = "text", chunk_siz
                                            encoding=check_encoding(encoding), task=task)
 
 
+def predict_archive(run_dir, input, output, *, engine: str = "ray", address: str | None = None,
+                    workers: int | None = None, text_column: str = "text", shard_rows: int = 50_000,
+                    output_format: str = "parquet", encoding: str = "auto", task: str | None = None,
+                    progress: bool = True) -> dict:
+    """Score an archive (a file, folder or glob of CSV/TSV/JSONL/Parquet) into part files + manifest.json in the
+    folder `output`, in shards: on Ray (`engine="ray"`: a local Ray, or the cluster at `address`; one scoring
+    actor per CPU unless `workers`) or in this process (`engine="local"`). Every row is scored exactly once, a
+    killed worker's shard is retried, a re-run skips finished shards. Returns the manifest.
+    Example: `finpeft.predict_archive("runs/fpb-full-minilm-l6-s42", "news/*.parquet", "scored/")`."""
+    from finpeft.inference.archive import score_archive
+    return score_archive(run_dir, input, output, engine=engine, address=address, workers=workers,
+                         text_column=text_column, shard_rows=shard_rows, fmt=output_format, encoding=encoding,
+                         task=task, progress=progress)
+
+
 def check_data(dataset: str, *, text_column: str = "text", label_column: str = "label", encoding: str = "auto",
                task: str | None = None):
     """The data doctor's report on a dataset (class balance or score range, lengths, duplicates, conflicting
@@ -223,12 +238,15 @@ def bench(grid, output=None, *, retry_failed: bool = False, publish=None, report
 
 
 def tune(recipe=None, overrides: Sequence[str] | None = None, trials: int = 20, output=None, *,
-         command: str | None = None, echo: Callable = print) -> Path:
+         command: str | None = None, echo: Callable = print, storage: str | None = None,
+         study_name: str | None = None) -> Path:
     """Optuna search over the recipe's `search:` section (TPE, median pruning on valid macro-F1); the study dir
-    holds best.yaml (a recipe to train), best.json and trials.csv. Resumes an interrupted study.
-    Example: `finpeft.tune("recipes/tune-lora.yaml", trials=20)`."""
+    holds best.yaml (a recipe to train), best.json and trials.csv. Resumes an interrupted study. `storage`: a
+    database URL (e.g. "postgresql://user@host/db") whose study several processes or machines share, `trials`
+    being the total across them. Example: `finpeft.tune("recipes/tune-lora.yaml", trials=20)`."""
     from finpeft.experiments.tune import tune as _tune
-    return _tune(recipe, list(overrides or []), trials, output, command=command, echo=echo)
+    return _tune(recipe, list(overrides or []), trials, output, command=command, echo=echo, storage=storage,
+                 study_name=study_name)
 
 
 def ablate(recipe=None, overrides: Sequence[str] | None = None, param: str = "", seeds: int = 3, output=None, *,
@@ -289,7 +307,7 @@ def llm_merge(run_dir, output, *, overwrite: bool = False) -> Path:
     return merge_run(run_dir, output, overwrite)
 
 
-__all__ = ["train", "load", "evaluate", "summarise", "predict_file", "check_data", "catalog", "pretrain", "export", "serve", "ensemble", "bench", "tune", "ablate",
+__all__ = ["train", "load", "evaluate", "summarise", "predict_file", "predict_archive", "check_data", "catalog", "pretrain", "export", "serve", "ensemble", "bench", "tune", "ablate",
            "llm_train", "llm_evaluate", "llm_predict", "llm_compare", "llm_merge"]
 
 

@@ -93,18 +93,24 @@ def tune(
     method: Optional[str] = typer.Option(None, "--method"),
     backbone: Optional[str] = typer.Option(None, "--backbone"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Study dir (default runs/tune-<name>)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Database URL of a study shared by several "
+                                          "processes/machines (e.g. postgresql://user@host/db); default: "
+                                          "DIR/study.db (SQLite, one process)."),
+    study_name: Optional[str] = typer.Option(None, "--study-name", help="With --storage: the study's name "
+                                             "(default: the study dir's name)."),
 ):
     """Optuna search (TPE, median pruning on valid macro-F1) over the recipe's search: section; writes best.yaml."""
     import json
     from finpeft import api
     recipe, items = _recipe_and_overrides(recipe, overrides)
     out = api.tune(recipe, _with_flags(items, data, method, backbone, False), trials, output, command=_command(),
-                   echo=typer.echo)
+                   echo=typer.echo, storage=storage, study_name=study_name)
     best = out / "best.json"
     if best.is_file():
         b = json.loads(best.read_text(encoding="utf-8"))
         typer.echo(f"best trial {b['trial']}: valid macro-F1 {b['valid_macro_f1']:.4f} | {json.dumps(b['params'])}")
-    typer.echo(f"study saved to {out} (best.yaml, trials.csv; optuna-dashboard sqlite:///{(out / 'study.db').resolve()})")
+    where = "the --storage database" if storage else f"optuna-dashboard sqlite:///{(out / 'study.db').resolve()}"
+    typer.echo(f"study saved to {out} (best.yaml, trials.csv; {where})")
 
 
 @app.command()
@@ -164,8 +170,19 @@ def evaluate(
 def predict(
     run_dir: Path = typer.Argument(..., help="A finished run dir."),
     text: Optional[List[str]] = typer.Option(None, "--text", "-t", help="Text to score (repeatable)."),
-    input: Optional[Path] = typer.Option(None, "--input", "-i", help="CSV/TSV/JSONL/Parquet file to score."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the scored file (.csv/.jsonl)."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="CSV/TSV/JSONL/Parquet file to score (with "
+                                         "--engine: a file, a folder or a quoted glob)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the scored file (.csv/.jsonl); "
+                                          "with --engine: a folder of part files + manifest.json."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="ray: score in shards on Ray (local, or the "
+                                         "cluster at --address); local: the same shards in this process."),
+    address: Optional[str] = typer.Option(None, "--address", help="--engine ray: HOST:PORT of a running Ray head "
+                                          "(`ray start --head`), or auto; default: a local Ray."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="--engine ray: scoring actors (default: "
+                                          "one per CPU of the cluster)."),
+    shard_rows: int = typer.Option(50_000, "--shard-rows", min=1, help="--engine: rows per shard (the unit of "
+                                   "retry and resume)."),
+    out_format: str = typer.Option("parquet", "--format", help="--engine: part files as parquet or csv."),
     text_column: str = typer.Option("text", "--text-column"),
     chunk_size: int = typer.Option(2048, "--chunk-size", min=1),
     encoding: str = typer.Option("auto", "--encoding", help="Input file encoding (auto: UTF-8, else detected)."),
@@ -179,6 +196,16 @@ def predict(
     if input and not output:
         raise FinpeftError("--input needs --output")
     from finpeft import api
+    if engine:
+        if text:
+            raise FinpeftError("--engine scores files: give --input PATH --output DIR")
+        m = api.predict_archive(run_dir, str(input), output, engine=engine, address=address, workers=workers,
+                                text_column=text_column, shard_rows=shard_rows, output_format=out_format,
+                                encoding=encoding, task=task)
+        typer.echo(f"scored {m['rows']} rows in {len(m['shards'])} shards -> {output} (manifest.json)")
+        return
+    if address or workers:
+        raise FinpeftError("--address / --workers need --engine ray")
     if text:
         empty = [i for i, t in enumerate(text) if not t.strip()]
         if empty:

@@ -192,19 +192,8 @@ class Predictor:
                     if text_column not in chunk.columns:
                         raise FinpeftError(f"{src}: no column {text_column!r} (found {', '.join(chunk.columns)}); "
                                            "set --text-column")
-                    texts = chunk[text_column].fillna("").astype(str)
-                    filled = (texts.str.strip() != "").to_numpy()  # policy: an empty text gets no prediction
-                    if self.llm is not None:  # an LLM run: the task's labels, or its generated answers
-                        chunk = self._llm_chunk(chunk, texts, filled, task)
-                    elif self.task == "regression":
-                        chunk = self._scored_chunk(chunk, texts, filled)
-                    else:
-                        chunk = self._labelled_chunk(chunk, texts, filled)
-                    empty += int((~filled).sum())
-                    if tokenizer is not None:
-                        from finpeft.data.batching import count_truncated
-                        c, m = count_truncated(tokenizer, texts[filled].tolist(), self.max_length)
-                        cut, longest = cut + c, max(longest, m)
+                    chunk, stats = self.score_frame(chunk, text_column, task, tokenizer)
+                    empty, cut, longest = empty + stats["empty"], cut + stats["truncated"], max(longest, stats["longest"])
                     if dst.suffix.lower() == ".csv":
                         chunk.to_csv(f, index=False, header=n == 0)
                     else:
@@ -233,6 +222,26 @@ class Predictor:
             print(f"finpeft: {truncation_line(cut, n - done['rows'], longest, self.max_length, 'texts scored')}",
                   file=sys.stderr)
         return n
+
+    def score_frame(self, chunk: pd.DataFrame, text_column: str = "text", task: str | None = None,
+                    tokenizer=False) -> tuple[pd.DataFrame, dict]:
+        """One table's rows scored (the user's columns kept; label, p_<class>, score added; an empty text gets
+        none) and {"empty", "truncated", "longest"} token counts. The one scoring path of predict_file and of
+        archive scoring (inference/archive.py)."""
+        texts = chunk[text_column].fillna("").astype(str)
+        filled = (texts.str.strip() != "").to_numpy()  # policy: an empty text gets no prediction
+        if self.llm is not None:  # an LLM run: the task's labels, or its generated answers
+            out = self._llm_chunk(chunk, texts, filled, task)
+        elif self.task == "regression":
+            out = self._scored_chunk(chunk, texts, filled)
+        else:
+            out = self._labelled_chunk(chunk, texts, filled)
+        stats = {"empty": int((~filled).sum()), "truncated": 0, "longest": 0}
+        tokenizer = self._text_tokenizer() if tokenizer is False else tokenizer
+        if tokenizer is not None:
+            from finpeft.data.batching import count_truncated
+            stats["truncated"], stats["longest"] = count_truncated(tokenizer, texts[filled].tolist(), self.max_length)
+        return out, stats
 
     def _scored_chunk(self, chunk: pd.DataFrame, texts: pd.Series, filled: np.ndarray) -> pd.DataFrame:
         scores = np.full(len(chunk), np.nan, dtype=np.float32)
