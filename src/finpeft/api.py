@@ -225,13 +225,15 @@ def ensemble(run_dirs: Sequence, output, weights: Sequence[float] | None = None,
 
 
 def bench(grid, output=None, *, retry_failed: bool = False, publish=None, report_only: bool = False,
-          echo: Callable = print) -> Path:
+          echo: Callable = print, engine: str = "local", address: str | None = None, cpus_per_cell: int = 1) -> Path:
     """Run (or resume) a grid of train runs: leaderboard.csv / .md (mean ± std over seeds) and plots; with
     `publish`, the leaderboard is also written into that markdown file between the grid's markers. A grid method
     with `track: llm` trains an LLM cell (`finpeft llm train tasks=[DATASET]`) beside the classifier cells.
+    `engine="ray"` runs each cell as a Ray task (a local Ray, or the cluster at `address`).
     Example: `finpeft.bench("bench/grids/regression.yaml", "runs/bench-regression")`."""
     from finpeft.experiments.bench import publish as publish_to, run_grid
-    out = run_grid(Path(grid), output, retry_failed, echo=echo, report_only=report_only)
+    out = run_grid(Path(grid), output, retry_failed, echo=echo, report_only=report_only, engine=engine,
+                   address=address, cpus_per_cell=cpus_per_cell)
     if publish:
         publish_to(out, publish, Path(grid).stem)
     return out

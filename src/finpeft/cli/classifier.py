@@ -75,10 +75,17 @@ def bench(
                                            "file (between <!-- GRIDNAME:start/end --> markers)."),
     report_only: bool = typer.Option(False, "--report-only", help="Run nothing: write the leaderboard from the "
                                      "cells finished so far."),
+    engine: str = typer.Option("local", "--engine", help="local: one cell after another; ray: each cell a Ray "
+                               "task (a local Ray, or the cluster at --address)."),
+    address: Optional[str] = typer.Option(None, "--address", help="--engine ray: HOST:PORT of a Ray head, or auto."),
+    cpus_per_cell: int = typer.Option(1, "--cpus-per-cell", min=1, help="--engine ray: CPUs (threads) per cell."),
 ):
     """Run a grid of train runs; leaderboard.csv, leaderboard.md (mean ± std) and plots. Resumes when re-run."""
     from finpeft import api
-    out = api.bench(grid, output, retry_failed=retry_failed, publish=publish, report_only=report_only, echo=typer.echo)
+    if address and engine != "ray":
+        raise FinpeftError("--address needs --engine ray")
+    out = api.bench(grid, output, retry_failed=retry_failed, publish=publish, report_only=report_only, echo=typer.echo,
+                    engine=engine, address=address, cpus_per_cell=cpus_per_cell)
     typer.echo((out / "leaderboard.md").read_text(encoding="utf-8"))
     typer.echo(f"leaderboard saved to {out} (leaderboard.csv, accuracy_vs_time.png, accuracy_vs_params.png)")
 
