@@ -123,36 +123,14 @@ def browse():
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory):
-    """A real PostgreSQL server (Debian's postgresql package) in a temp dir on a free port, for this session only;
-    its URL. PostgreSQL refuses to run as root, so as root the cluster runs as the package's `postgres` user.
-    Skips without the package, unless FINPEFT_REQUIRE_POSTGRES (CI) makes that a failure."""
-    import glob
-    import shutil
-    import socket
-    import subprocess
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not bins:
+def postgres_url():
+    """A real PostgreSQL server for this session (tests/pgserver.py); skips without Debian's postgresql package,
+    unless FINPEFT_REQUIRE_POSTGRES (CI) makes that a failure."""
+    from pgserver import PG_MISSING, postgres_server
+    try:
+        with postgres_server() as url:
+            yield url
+    except PG_MISSING:
         if os.environ.get("FINPEFT_REQUIRE_POSTGRES"):
             pytest.fail("FINPEFT_REQUIRE_POSTGRES is set but Debian's postgresql package is not installed")
         pytest.skip("needs Debian's postgresql package (apt-get install postgresql)")
-    pg = Path(bins[-1]).parent
-    root = Path(tempfile.mkdtemp(prefix="finpeft-pg-"))
-    as_user = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True, timeout=120)
-    run(str(pg / "initdb"), "-D", str(root / "data"), "-A", "trust", "-U", "finpeft", "--no-sync")
-    run(str(pg / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "server.log"), "-w", "-o",
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-    try:
-        run(str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "finpeft", "studies")
-        yield f"postgresql://finpeft@127.0.0.1:{port}/studies"
-    finally:
-        subprocess.run([*as_user, str(pg / "pg_ctl"), "-D", str(root / "data"), "-m", "fast", "-w", "stop"],
-                       capture_output=True, timeout=120)
-        shutil.rmtree(root, ignore_errors=True)

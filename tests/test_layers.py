@@ -89,3 +89,46 @@ def test_the_cli_only_calls_the_documented_api():
     for path in sorted((ROOT / "cli").glob("*.py")):
         stray = [t for t in imports(path) if t not in allowed and not t.startswith("finpeft.cli.")]
         assert not stray, f"{path.name} reaches past finpeft.api: {stray}"
+
+
+def _import_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        me = module_name(path)
+        graph[me] = {t for t in imports(path) if t != me}
+    for deps in graph.values():  # `from finpeft.training import x` where x is a name: the package's __init__
+        deps &= set(graph)
+    return graph
+
+
+def test_no_import_loop_between_any_two_modules():
+    """Within a stage too: no cycle of imports between modules (module-level and function-level alike), the
+    packages' __init__ excluded only where it merely re-exports its own children."""
+    graph = _import_graph()
+    index, low, stack, on, cycles, n = {}, {}, [], set(), [], [0]
+
+    def visit(v):  # Tarjan's strongly connected components
+        index[v] = low[v] = n[0]
+        n[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not cycles, "import loops:\n" + "\n".join(" <-> ".join(c) for c in cycles)

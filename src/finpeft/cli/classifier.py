@@ -9,7 +9,7 @@ import typer
 
 from finpeft.errors import FinpeftError
 
-from finpeft.cli import _command, _recipe_and_overrides, _with_flags, app
+from finpeft.cli.root import _command, _recipe_and_overrides, _with_flags, app
 
 
 @app.command(context_settings={"allow_extra_args": False})

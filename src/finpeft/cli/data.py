@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 
-from finpeft.cli import app, data_app
+from finpeft.cli.root import app, data_app
 
 
 @data_app.command("check")

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from finpeft.cli import app
+from finpeft.cli.root import app
 
 label_app = typer.Typer(no_args_is_help=True, help="Few labels: which rows to label next, and how many you need.")
 app.add_typer(label_app, name="label")

@@ -8,7 +8,7 @@ import typer
 
 from finpeft.errors import FinpeftError
 
-from finpeft.cli import _recipe_and_overrides, llm_app
+from finpeft.cli.root import _recipe_and_overrides, llm_app
 
 
 @llm_app.command("train")

@@ -23,12 +23,8 @@ An `llm` entry trains `finpeft llm train tasks=[DATASET] seed=S` + its own overr
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Literal
@@ -40,6 +36,7 @@ from finpeft.errors import FinpeftError
 from finpeft.methods import checked_method
 from finpeft.core.recipe import format_validation_error, load_recipe
 from finpeft.core.runs import write_atomic
+from finpeft.experiments.child import run_child as _run_child
 from finpeft.experiments.leaderboard import (COLUMNS, METRICS, RMETRICS, cell_metrics, publish,  # noqa: F401
                                             write_leaderboard)
 
@@ -233,30 +230,3 @@ def _last_line(log: Path) -> str:
     except OSError:
         return ""
     return lines[-1][:160] if lines else "loading"
-
-
-def _run_child(cmd: list[str], log: Path, heartbeat=lambda: None, every: float = 60.0) -> int:
-    """Run one cell, calling `heartbeat` every `every` seconds while it runs; if the grid itself is stopped
-    (Ctrl-C, or `kill` = SIGTERM) the cell is stopped too, never left training as an orphan."""
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
-    try:
-        with open(log, "w", encoding="utf-8") as f:
-            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=os.environ.copy())
-            try:
-                while True:
-                    try:
-                        return proc.wait(timeout=every)
-                    except subprocess.TimeoutExpired:
-                        heartbeat()
-            except BaseException:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)

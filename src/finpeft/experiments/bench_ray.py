@@ -12,12 +12,12 @@ from pathlib import Path
 
 def run_cell(args: list[str], log: str, threads: int) -> tuple[int, float]:
     """The Ray task: one cell's child process with this node's Python; (exit code, seconds). A cancelled task
-    (the grid stopped) stops its child (bench._run_child)."""
-    from finpeft.experiments.bench import _run_child
+    (the grid stopped) stops its child (child.run_child)."""
+    from finpeft.experiments.child import run_child
     os.environ["OMP_NUM_THREADS"] = str(threads)
     extra = [f"train.num_threads={threads}"] if args[2] == "train" else []
     started = time.perf_counter()
-    code = _run_child([sys.executable, *args, *extra], Path(log))
+    code = run_child([sys.executable, *args, *extra], Path(log))
     return code, time.perf_counter() - started
 
 

@@ -236,7 +236,7 @@ def score_archive(run_dir, input, output, *, engine: str = "ray", address: str |
             say(scorer.score(s))
         used = 1
     elif pending:
-        used = _run_on_ray(pending, ctor, address, workers, threads or 1, say)
+        used = _run_on_ray(pending, ctor, address, workers, threads, say)
     else:
         used = 0
     missing = [s["id"] for s in shards if not (out / part_name(s["id"], fmt)).is_file()]
@@ -296,11 +296,14 @@ def _progress_lines(shards: list[dict], done: dict, enabled: bool):
     return say
 
 
-def _run_on_ray(pending: list[dict], ctor: dict, address, workers, threads: int, say) -> int:
-    """The pending shards as a Ray dataset of one-shard blocks through an actor pool; returns the pool size."""
+def _run_on_ray(pending: list[dict], ctor: dict, address, workers, threads, say) -> int:
+    """The pending shards as a Ray dataset of one-shard blocks through an actor pool; returns the pool size.
+    Default: one single-threaded actor per CPU; with `workers` alone, the CPUs are split between them."""
     from finpeft.core.cluster import cluster_cpus, ray_session
     with ray_session(address) as ray:
-        workers = workers or max(1, cluster_cpus(ray) // threads)
+        cpus = cluster_cpus(ray)
+        threads = threads or (max(1, cpus // workers) if workers else 1)
+        workers = workers or max(1, cpus // threads)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # our own line per shard instead
         ds = ray.data.from_items([{"shard": json.dumps(s)} for s in pending], override_num_blocks=len(pending))

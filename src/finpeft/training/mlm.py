@@ -113,7 +113,7 @@ def pretrain_mlm(recipe: MLMRecipe, output: str | Path = "runs/dapt-minilm-l6", 
     backbone, corpus, seed, max_length = recipe.backbone, recipe.corpus, recipe.seed, recipe.max_length
     epochs, lr, batch_size = recipe.train.epochs, recipe.train.lr, recipe.train.batch_size
     mlm_probability, max_texts, exclude = recipe.train.mlm_probability, recipe.max_texts, recipe.exclude
-    from finpeft.training.classifier import precision_args
+    from finpeft.training.runtime import precision_args
     precision = precision_args(recipe.train.precision)  # a bad choice fails here, before any work
     from finpeft.models.backbones import load_config, resolve_backbone
     model_path = resolve_backbone(backbone)
