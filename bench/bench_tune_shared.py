@@ -48,11 +48,12 @@ def main() -> None:
             codes = [p.wait() for p in ps]
             s = optuna.load_study(study_name=study, storage=url.replace("postgresql:", "postgresql+psycopg:"))
             states = [t.state.name for t in s.trials]
-            per = [len(list((tmp / f"{study}-{i}" / "trials").glob("trial-*"))) for i in range(procs)]
+            workers = [t.user_attrs.get("worker") for t in s.trials if t.state.name in ("COMPLETE", "PRUNED")]
+            per = sorted((workers.count(w) for w in set(workers)), reverse=True)
             rows.append((procs, codes, states.count("COMPLETE") + states.count("PRUNED"), len(states), per,
                          s.best_value, time.perf_counter() - t0))
     print(f"\nfinpeft tune, {a.trials} trials in all, one PostgreSQL study each, {os.cpu_count()} CPUs\n")
-    print("| processes | exit codes | finished trials | trials in the study | trials per process | best valid macro-F1 | wall s |")
+    print("| processes | exit codes | finished trials (complete + pruned) | trials in the study | finished trials per process | best valid macro-F1 | wall s |")
     print("|---|---|---|---|---|---|---|")
     for procs, codes, done, total, per, best, s in rows:
         print(f"| {procs} | {codes} | {done} | {total} | {per} | {best:.4f} | {s:.0f} |")

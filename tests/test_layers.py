@@ -132,3 +132,19 @@ def test_no_import_loop_between_any_two_modules():
         if v not in index:
             visit(v)
     assert not cycles, "import loops:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_no_function_over_80_lines_and_no_module_over_400():
+    """Training reads as named stages (train: plan -> build -> fit -> evaluate_test -> save); the same bound holds
+    for every function in src/, and every module stays one screenful of concepts."""
+    long_functions, long_files = [], []
+    for path in sorted(ROOT.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > 400:
+            long_files.append(f"{module_name(path)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 80:
+                    long_functions.append(f"{module_name(path)}.{node.name}: {n} lines")
+    assert not long_functions and not long_files, "\n".join(long_functions + long_files)

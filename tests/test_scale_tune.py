@@ -50,3 +50,12 @@ def test_a_storage_url_that_cannot_connect_is_one_line_and_writes_nothing(tmp_pa
     assert "secret" not in res.stderr and not out.exists()
     assert_clean_error(finpeft("tune", str(_tune_recipe(tmp_path)), "--storage", "not a url", "--output", str(out)),
                        "not a database URL")
+
+
+def test_the_default_path_never_imports_ray_or_psycopg():
+    """`pip install -e .` stays as it is: importing finpeft, its API and its CLI loads neither engine."""
+    code = ("import sys, finpeft, finpeft.cli, finpeft.api, finpeft.inference.predictor, finpeft.experiments.bench, "
+            "finpeft.experiments.tune, finpeft.inference.archive; "
+            "print(sorted(m for m in ('ray', 'psycopg', 'optuna') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -199,6 +200,7 @@ def _objective(base: Recipe, recipe_path, overrides, out: Path, command, n_trial
         if counted >= n_trials:  # another process took the last trial between our check and this ask
             trial.set_user_attr("surplus", True)
             raise _Surplus(f"the study already has its {n_trials} trials")
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which machine / process ran it
         params = {k: suggest(trial, k, p) for k, p in base.search.items()}
         run_dir = out / "trials" / f"trial-{trial.number:04d}"
         recipe = trial_recipe(recipe_path, overrides, params).model_copy(
@@ -226,7 +228,8 @@ def write_summary(study, out: Path, recipe_path: str | None, overrides: list[str
     from optuna.trial import TrialState
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     rows = [{"trial": t.number, "state": t.state.name, "valid_macro_f1": t.value,
-             "test_accuracy": t.user_attrs.get("test_accuracy"), **t.params} for t in study.trials
+             "test_accuracy": t.user_attrs.get("test_accuracy"), "worker": t.user_attrs.get("worker"), **t.params}
+            for t in study.trials
             if not t.user_attrs.get("surplus")]
     import pandas as pd
     write_atomic(out / "trials.csv", pd.DataFrame(rows).to_csv(index=False))

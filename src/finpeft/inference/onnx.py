@@ -8,9 +8,7 @@ from __future__ import annotations
 import contextlib
 
 import json
-import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -21,6 +19,7 @@ import numpy as np
 from finpeft.errors import FinpeftError
 from finpeft.core.runs import finish
 from finpeft.core.runinfo import write_run_info
+from finpeft.inference.onnx_runtime import INT8_BATCH, OnnxClassifier, _require_onnx  # noqa: F401  (re-exported)
 
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -30,14 +29,6 @@ def exportable() -> str:
     """The methods whose exports are tested against torch (each method module's ONNX = True)."""
     from finpeft.methods import METHODS, get_method
     return ", ".join(n for n in METHODS if get_method(n).ONNX)
-
-
-def _require_onnx():
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise FinpeftError("ONNX export needs onnx and onnxruntime: pip install 'finpeft[onnx]'") from None
 
 
 def load_torch_model(run_dir: Path, info: dict):
@@ -191,12 +182,26 @@ def _quantize_int8(src: Path, dst: Path) -> None:
         logging.disable(logging.NOTSET)
 
 
-MIN_AGREEMENT = {None: 0.99, "int8": 0.9}
-# Dynamic int8 quantises each batch's activations with one scale per tensor: smaller batches keep the scale
-# tight and the padding short. FPB test, MiniLM, 2 cores: 16 rows 543 sentences/s (acc 0.8185), 32 523/s
-# (0.8152), 64 449/s (0.8094; torch 0.8144). An int8 graph therefore runs at most this many rows per call.
-INT8_BATCH = 16
-  # argmax agreement with torch below which an export is refused
+MIN_AGREEMENT = {None: 0.99, "int8": 0.9}  # argmax agreement with torch below which an export is refused
+
+
+def _exportable_run(run_dir: Path, quantize: str | None) -> dict:
+    """The run's run.json, or one FinpeftError saying why this run (or this --quantize) cannot be exported."""
+    from finpeft.inference.artifacts import read_run_info
+    from finpeft.methods import get_method
+    info = read_run_info(run_dir)
+    if quantize not in (None, "int8"):
+        raise FinpeftError(f"--quantize must be int8 (or left out), not {quantize!r}")
+    why = {"onnx": "already an ONNX export; export the run it came from",
+           "ensemble": "an ensemble is not one graph; distil it (train.distill_from=RUN) and export that",
+           "llm": "LLM runs are not exported to ONNX (serve or load the run itself; `finpeft llm merge` folds the "
+                  "adapter into a plain transformers model)"}.get(info["artifact"])
+    if why:
+        raise FinpeftError(f"{run_dir}: {why}")
+    if get_method(info["method"]).ONNX is False:
+        raise FinpeftError(f"{run_dir}: method {info['method']} cannot be exported to ONNX (its LSTM runs on packed "
+                           f"sequences); methods that export: {exportable()}")
+    return info
 
 
 def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize: str | None = None,
@@ -207,22 +212,8 @@ def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize:
     `parity_data` (a dataset id, a recipe `data:` mapping, or None: the run's own data and columns), store the
     numbers in the folder's run.json, and refuse the export (nothing written) when the argmax agreement is under
     `min_agreement` (default 0.99 for fp32, 0.9 for int8)."""
-    from finpeft.inference.artifacts import read_run_info
     run_dir = Path(run_dir)
-    info = read_run_info(run_dir)
-    if quantize not in (None, "int8"):
-        raise FinpeftError(f"--quantize must be int8 (or left out), not {quantize!r}")
-    if info["artifact"] == "onnx":
-        raise FinpeftError(f"{run_dir}: already an ONNX export; export the run it came from")
-    if info["artifact"] == "ensemble":
-        raise FinpeftError(f"{run_dir}: an ensemble is not one graph; distil it (train.distill_from=RUN) and export that")
-    if info["artifact"] == "llm":
-        raise FinpeftError(f"{run_dir}: LLM runs are not exported to ONNX (serve or load the run itself; "
-                           "`finpeft llm merge` folds the adapter into a plain transformers model)")
-    from finpeft.methods import get_method
-    if get_method(info["method"]).ONNX is False:
-        raise FinpeftError(f"{run_dir}: method {info['method']} cannot be exported to ONNX (its LSTM runs on packed "
-                           f"sequences); methods that export: {exportable()}")
+    info = _exportable_run(run_dir, quantize)
     if parity_rows < 0:
         raise FinpeftError(f"--parity-rows must be 0 or more, not {parity_rows}")
     _require_onnx()
@@ -353,49 +344,3 @@ def _score_parity(info, df, model, tokenizer, onnx_dir, batch_size, name, split)
             "agreement": round(float((sign_band(s_torch) == sign_band(s_onnx)).mean()), 6) if len(texts) else 1.0,
             "max_abs_score_diff": float(np.abs(s_torch - s_onnx).max()) if len(texts) else 0.0,
             "torch_mse": round(float(np.mean((s_torch - y) ** 2)), 6), "onnx_mse": round(float(np.mean((s_onnx - y) ** 2)), 6)}
-
-
-class OnnxClassifier:
-    """An exported folder served by onnxruntime on the CPU."""
-
-    def __init__(self, onnx_dir: str | Path, threads: int | None = None):
-        _require_onnx()
-        import onnxruntime as ort
-        from transformers import AutoTokenizer
-        onnx_dir = Path(onnx_dir)
-        path = onnx_dir / "model.onnx"
-        if not path.is_file():
-            raise FinpeftError(f"{onnx_dir}: no model.onnx (an ONNX export folder holds one)")
-        opts = ort.SessionOptions()
-        # Same thread budget as the torch backend (it honours OMP_NUM_THREADS / torch.set_num_threads).
-        torch = sys.modules.get("torch")
-        opts.intra_op_num_threads = threads or (torch.get_num_threads() if torch else None) or os.cpu_count() or 1
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own types for a corrupt or foreign file
-            raise FinpeftError(f"{path}: cannot be loaded by onnxruntime: {str(e).splitlines()[0][:200]}") from None
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        n = self.session.get_outputs()[0].shape[-1]
-        self.n_labels = n if isinstance(n, int) else len(json.loads((onnx_dir / "run.json").read_text())["labels"])
-        self.tokenizer = AutoTokenizer.from_pretrained(onnx_dir)
-        meta = onnx_dir / "run.json"  # what the export wrote: no second read of the graph at start-up
-        self.int8 = meta.is_file() and (json.loads(meta.read_text()).get("onnx") or {}).get("quantize") == "int8"
-
-    def predict_proba(self, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
-        """(n, n_labels) float32 probabilities in input order; batches sorted by length, as predict.predict_proba."""
-        return self.predict_outputs(texts, max_length, batch_size, softmax=True)
-
-    def predict_outputs(self, texts: list[str], max_length: int, batch_size: int = 64,
-                        softmax: bool = False) -> np.ndarray:
-        """(n, outputs) in input order: raw outputs (a regression model's standardised score) or softmaxed."""
-        from finpeft.data.batching import encoded_batches
-        out = np.zeros((len(texts), self.n_labels), dtype=np.float32)
-        if self.int8:  # see INT8_BATCH
-            batch_size = min(batch_size, INT8_BATCH)
-        for idx, enc in encoded_batches(self.tokenizer, texts, max_length, batch_size, "np"):
-            logits = self.session.run(None, {n: enc[n].astype(np.int64) for n in self.inputs})[0].astype(np.float64)
-            if softmax:
-                e = np.exp(logits - logits.max(1, keepdims=True))
-                logits = e / e.sum(1, keepdims=True)
-            out[idx] = logits
-        return out

@@ -279,6 +279,28 @@ def train_llm(recipe: LLMRecipe, output: str | Path | None = None, overwrite: bo
     t0 = time.perf_counter()
     result = trainer.train()
     train_seconds = time.perf_counter() - t0
+    metrics = _evaluate_tasks(model, tok, tasks, splits, recipe, work, train_seconds)
+    model.save_pretrained(work / "model")
+    tok.save_pretrained(work / "model")
+    import shutil
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    info = {"finpeft_version": __version__, "artifact": "llm", "backbone": recipe.backbone, "method": m.name,
+            "tasks": [t.model_dump() for t in tasks], "mixing": recipe.mixing.model_dump(), "train_rows": counts,
+            "max_length": recipe.max_length, "shots": recipe.shots, "seed": recipe.seed,
+            "train_seconds": round(train_seconds, 1), "train_loss": round(float(result.training_loss), 4),
+            "trainable_params": trainable, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_run_info(work, info)
+    write_atomic(work / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    write_atomic(work / "metrics.json", json.dumps(metrics, indent=2))
+    write_atomic(work / "report.md", render_report(info, metrics))
+    finish(work, out)
+    _append_results(out, recipe, tasks, metrics, info)
+    return out
+
+
+def _evaluate_tasks(model, tok, tasks, splits, recipe: LLMRecipe, work: Path, train_seconds: float) -> dict:
+    """Every task's test split: predictions/TASK.csv, a classifier's report for a classification task; metrics."""
     metrics = {}
     (work / "predictions").mkdir(parents=True)
     for t in tasks:
@@ -297,23 +319,14 @@ def train_llm(recipe: LLMRecipe, output: str | Path | None = None, overwrite: bo
                              {"dataset": t.dataset or t.name, "split": "test", "method": f"llm-{recipe.method.name}",
                               "backbone": recipe.backbone, "seed": recipe.seed, "train_seconds": round(train_seconds, 1)})
         _say(f"{t.name} test (n={len(test)}): {headline(metrics[t.name])}")
-    model.save_pretrained(work / "model")
-    tok.save_pretrained(work / "model")
-    import shutil
-    shutil.rmtree(work / "checkpoints", ignore_errors=True)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    info = {"finpeft_version": __version__, "artifact": "llm", "backbone": recipe.backbone, "method": m.name,
-            "tasks": [t.model_dump() for t in tasks], "mixing": recipe.mixing.model_dump(), "train_rows": counts,
-            "max_length": recipe.max_length, "shots": recipe.shots, "seed": recipe.seed,
-            "train_seconds": round(train_seconds, 1), "train_loss": round(float(result.training_loss), 4),
-            "trainable_params": trainable, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    write_run_info(work, info)
-    write_atomic(work / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
-    write_atomic(work / "metrics.json", json.dumps(metrics, indent=2))
-    write_atomic(work / "report.md", render_report(info, metrics))
-    finish(work, out)
+    return metrics
+
+
+def _append_results(out: Path, recipe: LLMRecipe, tasks, metrics: dict, info: dict) -> None:
+    """One results.csv row per task, beside the classifier runs' rows."""
+    trainable = info["trainable_params"]
     from finpeft.core.runs import append_result
-    for t in tasks:  # one results.csv row per task, beside the classifier runs' rows
+    for t in tasks:
         m = metrics[t.name]
         append_result(out.parent / "results.csv", {
             **{k: m[k] for k in ("accuracy", "macro_f1", "weighted_f1", "mse", "r2", "pearson") if k in m},
@@ -321,7 +334,6 @@ def train_llm(recipe: LLMRecipe, output: str | Path | None = None, overwrite: bo
             "method": f"llm-{m_name}" if (m_name := recipe.method.name) else "llm", "backbone": recipe.backbone,
             "seed": recipe.seed, "train_seconds": info["train_seconds"], "trainable_params": trainable,
             "task": "classification" if t.is_classification else ("regression" if "mse" in m else "generation")})
-    return out
 
 
 def render_report(info: dict, metrics: dict) -> str:

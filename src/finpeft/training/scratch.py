@@ -147,103 +147,28 @@ def _optimizer(model, t: ScratchTrain, objective: str):
 
 def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool = False, resume: bool = False,
                      command: str | None = None) -> Path:
-    import torch
-    from datasets import Dataset
-    from transformers import Trainer, TrainingArguments, set_seed
-    from transformers.optimization import get_inverse_sqrt_schedule
+    """corpus -> tokenizer -> chunks (packed or one per text) -> a T5 or Mamba2 from random init -> Trainer ->
+    held-out loss before/after (+ how much a T5 decoder reads its encoder) -> pretrain.json and the model."""
+    from transformers import set_seed
     from transformers.utils import logging as hf_logging
-    from finpeft.training.mlm import corpus_texts
-    from finpeft.models.scratch_sizes import mamba2_config, t5_config
-    from finpeft.training.span_corruption import (CausalCollator, SpanCorruptionCollator, corrupt, expanded_length,
-                                                  one_per_example, pack)
-    from finpeft.training.tokenizer import load_tokenizer, sentinel_ids, train_tokenizer
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     out = Path(output)
     work = prepare(out, overwrite, resume)
     work.mkdir(parents=True, exist_ok=True)
     set_seed(recipe.seed)
-    texts, stats = corpus_texts(recipe.corpus, recipe.exclude, recipe.text_column)
-    if recipe.max_texts:
-        import random
-        texts = random.Random(recipe.seed).sample(texts, min(recipe.max_texts, len(texts)))
-    if len(texts) < 50:
-        raise FinpeftError(f"{recipe.corpus}: {len(texts)} texts left to pretrain on; need at least 50")
-    rng = np.random.default_rng(recipe.seed)
-    order = rng.permutation(len(texts))
-    n_valid = max(20, len(texts) // 50)
-    valid_texts, train_texts = [texts[i] for i in order[:n_valid]], [texts[i] for i in order[n_valid:]]
-
+    train_texts, valid_texts, stats = _split_corpus(recipe)
     t0 = time.perf_counter()
-    if recipe.tokenizer:
-        tok = load_tokenizer(recipe.tokenizer)
-    elif (work / "tokenizer.json").is_file():  # resuming: the tokenizer the checkpoints were trained with
-        tok = load_tokenizer(work)
-    else:
-        tok = train_tokenizer(train_texts, recipe.vocab_size)  # held-out texts unseen by the tokenizer too
-        tok.save_pretrained(work)
+    tok = _tokenizer(recipe, work, train_texts)
     tokenizer_seconds = time.perf_counter() - t0
-    encode = lambda batch: tok(batch, add_special_tokens=True)["input_ids"]  # noqa: E731  (ends with </s>)
-    seq2seq = recipe.objective != "clm"  # a T5 with a corrupted encoder input (span or denoise)
-    full = recipe.objective == "denoise"  # targets: the whole original text instead of the hidden spans
-    if seq2seq:
-        chunk, target_len = expanded_length(recipe.max_length, recipe.density, recipe.mean_span)
-        sentinels = sentinel_ids(tok)
-        cfg = t5_config(recipe.size, len(tok), tok.pad_token_id, tok.eos_token_id)
-        from transformers import T5ForConditionalGeneration as Model
-        collator = SpanCorruptionCollator(sentinels, tok.eos_token_id, tok.pad_token_id, recipe.density,
-                                          recipe.mean_span, seed=recipe.seed, full_targets=full)
-    else:
-        chunk = recipe.max_length
-        cfg = mamba2_config(recipe.size, len(tok), tok.pad_token_id, tok.eos_token_id)
-        from transformers import Mamba2ForCausalLM as Model
-        collator = CausalCollator(tok.pad_token_id)
-    split = pack if recipe.packed else one_per_example
-    train_chunks = split(encode(train_texts), chunk, tok.eos_token_id)
-    valid_chunks = split(encode(valid_texts), chunk, tok.eos_token_id)
-    if seq2seq:  # the held-out set is corrupted once, so every evaluation scores the same targets
-        vr = np.random.default_rng(recipe.seed + 1)
-        pairs = [corrupt(np.asarray(c), sentinels, tok.eos_token_id, recipe.density, recipe.mean_span, vr, full)
-                 for c in valid_chunks]
-        valid_ds = Dataset.from_dict({"input_ids": [p[0] for p in pairs], "labels": [p[1] for p in pairs]})
-        from transformers import DataCollatorForSeq2Seq
-        eval_collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
-    else:
-        valid_ds, eval_collator = Dataset.from_dict({"ids": valid_chunks}), collator
-    train_ds = Dataset.from_dict({"ids": train_chunks})
-    model = Model(cfg)
+    d = _datasets(recipe, tok, train_texts, valid_texts)
+    model = d.Model(d.cfg)
     n_params = sum(p.numel() for p in model.parameters())
-    steps_per_epoch = math.ceil(len(train_ds) / (recipe.train.batch_size * recipe.train.grad_accum))
-    total = recipe.train.max_steps if recipe.train.max_steps >= 0 else math.ceil(steps_per_epoch * recipe.train.epochs)
-    warmup = max(1, int(total * recipe.train.warmup_ratio))
-    optimizer = _optimizer(model, recipe.train, recipe.objective)
-    # inverse sqrt: lr * sqrt(warmup / step) after a linear warmup to lr
-    scheduler = get_inverse_sqrt_schedule(optimizer, num_warmup_steps=warmup)
-    cuda = torch.cuda.is_available()
-    args = TrainingArguments(output_dir=str(work / "checkpoints"), max_steps=total,
-                             per_device_train_batch_size=recipe.train.batch_size, per_device_eval_batch_size=64,
-                             gradient_accumulation_steps=recipe.train.grad_accum, logging_steps=recipe.train.logging_steps,
-                             eval_strategy="steps", eval_steps=recipe.train.eval_steps, save_strategy="steps",
-                             save_steps=recipe.train.save_steps, save_total_limit=2, report_to=[], seed=recipe.seed,
-                             disable_tqdm=True, use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
-                             remove_unused_columns=False, prediction_loss_only=True)
-
-    class _Trainer(Trainer):
-        def get_eval_dataloader(self, eval_dataset=None):  # the held-out set has its own (fixed) collator
-            saved, self.data_collator = self.data_collator, eval_collator
-            try:
-                return super().get_eval_dataloader(eval_dataset)
-            finally:
-                self.data_collator = saved
-
-    per_example = recipe.max_length if recipe.packed else float(np.mean([len(c) for c in train_chunks]))
-    tokens_per_step = recipe.train.batch_size * recipe.train.grad_accum * per_example
-    trainer = _Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds, data_collator=collator,
-                       optimizers=(optimizer, scheduler), callbacks=[_throughput_callback(tokens_per_step)])
+    trainer, total, warmup = _trainer(recipe, work, model, d)
     ckpt = last_checkpoint(out) if resume else None
     _say(f"{recipe.architecture}-{recipe.size} ({n_params / 1e6:.1f}M params, vocab {len(tok)}) from scratch on "
-         f"{len(train_texts)} {recipe.corpus} texts = {len(train_chunks)} "
-         + (f"packed chunks of {chunk} tokens" if recipe.packed else f"examples of <= {chunk} tokens") + "; held out "
+         f"{len(train_texts)} {recipe.corpus} texts = {len(d.train_chunks)} "
+         + (f"packed chunks of {d.chunk} tokens" if recipe.packed else f"examples of <= {d.chunk} tokens") + "; held out "
          f"{len(valid_texts)} texts; {total} steps, warmup {warmup}"
          + (f"; resuming from {Path(ckpt).name}" if ckpt else ""))
     before = None if ckpt else trainer.evaluate()["eval_loss"]
@@ -253,15 +178,7 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
     seconds = time.perf_counter() - started
     after = trainer.evaluate()["eval_loss"]
     history = trainer.state.log_history
-    usage = None
-    if seq2seq:  # does the decoder read its encoder? (scratch/encoder_usage.py)
-        from finpeft.training.encoder_usage import encoder_usage, usage_line
-        tr = np.random.default_rng(recipe.seed + 2)
-        sample = [train_chunks[i] for i in tr.permutation(len(train_chunks))[:2000]]
-        train_targets = [corrupt(np.asarray(c), sentinels, tok.eos_token_id, recipe.density, recipe.mean_span,
-                                 tr, full)[1] for c in sample]
-        usage = encoder_usage(trainer.model, pairs, train_targets, tok.pad_token_id, len(tok))
-        _say(usage_line(usage))
+    usage = _encoder_usage(recipe, trainer.model, tok, d) if d.seq2seq else None
     trainer.model.save_pretrained(work, safe_serialization=True)
     tok.save_pretrained(work)
     plot_losses(history, work / "loss_curve.png", f"{recipe.architecture}-{recipe.size} {recipe.objective} on "
@@ -269,9 +186,8 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
     tps = [h["tokens_per_second"] for h in history if "tokens_per_second" in h]
     record = {**stats, "objective": recipe.objective, "arch": recipe.architecture, "size": recipe.size,
               "params": n_params, "vocab_size": len(tok), "train_texts": len(train_texts), "valid_texts": len(valid_texts),
-              "train_chunks": len(train_chunks), "packed": recipe.packed, "chunk_tokens": chunk, "steps": total,
-              "noise_density": recipe.density if seq2seq else None,
-              "warmup_steps": warmup,
+              "train_chunks": len(d.train_chunks), "packed": recipe.packed, "chunk_tokens": d.chunk, "steps": total,
+              "noise_density": recipe.density if d.seq2seq else None, "warmup_steps": warmup,
               "tokenizer_seconds": round(tokenizer_seconds, 1), "train_seconds": round(seconds, 1),
               "tokens_per_second_median": float(np.median(tps)) if tps else None, "valid_loss_before": before,
               "valid_loss_after": after, "encoder_usage": usage, "resumed_from": Path(ckpt).name if ckpt else None,
@@ -285,3 +201,117 @@ def pretrain_scratch(recipe: ScratchRecipe, output: str | Path, overwrite: bool 
     _say(f"held-out loss {before if before is None else round(before, 3)} -> {after:.3f} in {seconds:.0f} s; "
          f"saved to {out}")
     return out
+
+
+def _split_corpus(recipe: ScratchRecipe) -> tuple[list[str], list[str], dict]:
+    """(train texts, held-out texts, corpus stats): 2 % held out (at least 20), after the eval texts are removed."""
+    from finpeft.training.mlm import corpus_texts
+    texts, stats = corpus_texts(recipe.corpus, recipe.exclude, recipe.text_column)
+    if recipe.max_texts:
+        import random
+        texts = random.Random(recipe.seed).sample(texts, min(recipe.max_texts, len(texts)))
+    if len(texts) < 50:
+        raise FinpeftError(f"{recipe.corpus}: {len(texts)} texts left to pretrain on; need at least 50")
+    order = np.random.default_rng(recipe.seed).permutation(len(texts))
+    n_valid = max(20, len(texts) // 50)
+    return [texts[i] for i in order[n_valid:]], [texts[i] for i in order[:n_valid]], stats
+
+
+def _tokenizer(recipe: ScratchRecipe, work: Path, train_texts: list[str]):
+    from finpeft.training.tokenizer import load_tokenizer, train_tokenizer
+    if recipe.tokenizer:
+        return load_tokenizer(recipe.tokenizer)
+    if (work / "tokenizer.json").is_file():  # resuming: the tokenizer the checkpoints were trained with
+        return load_tokenizer(work)
+    tok = train_tokenizer(train_texts, recipe.vocab_size)  # held-out texts unseen by the tokenizer too
+    tok.save_pretrained(work)
+    return tok
+
+
+def _datasets(recipe: ScratchRecipe, tok, train_texts: list[str], valid_texts: list[str]):
+    """The model class and config, the chunks, the train / held-out datasets and their collators."""
+    from types import SimpleNamespace
+    from datasets import Dataset
+    from finpeft.models.scratch_sizes import mamba2_config, t5_config
+    from finpeft.training.span_corruption import (CausalCollator, SpanCorruptionCollator, corrupt, expanded_length,
+                                                  one_per_example, pack)
+    from finpeft.training.tokenizer import sentinel_ids
+    d = SimpleNamespace(seq2seq=recipe.objective != "clm",  # a T5 with a corrupted encoder input (span or denoise)
+                        full=recipe.objective == "denoise", pairs=None, sentinels=None)  # denoise: whole-text targets
+    if d.seq2seq:
+        d.chunk, _ = expanded_length(recipe.max_length, recipe.density, recipe.mean_span)
+        d.sentinels = sentinel_ids(tok)
+        d.cfg = t5_config(recipe.size, len(tok), tok.pad_token_id, tok.eos_token_id)
+        from transformers import T5ForConditionalGeneration as Model
+        d.collator = SpanCorruptionCollator(d.sentinels, tok.eos_token_id, tok.pad_token_id, recipe.density,
+                                            recipe.mean_span, seed=recipe.seed, full_targets=d.full)
+    else:
+        d.chunk = recipe.max_length
+        d.cfg = mamba2_config(recipe.size, len(tok), tok.pad_token_id, tok.eos_token_id)
+        from transformers import Mamba2ForCausalLM as Model
+        d.collator = CausalCollator(tok.pad_token_id)
+    d.Model = Model
+    encode = lambda batch: tok(batch, add_special_tokens=True)["input_ids"]  # noqa: E731  (ends with </s>)
+    split = pack if recipe.packed else one_per_example
+    d.train_chunks = split(encode(train_texts), d.chunk, tok.eos_token_id)
+    valid_chunks = split(encode(valid_texts), d.chunk, tok.eos_token_id)
+    if d.seq2seq:  # the held-out set is corrupted once, so every evaluation scores the same targets
+        vr = np.random.default_rng(recipe.seed + 1)
+        d.pairs = [corrupt(np.asarray(c), d.sentinels, tok.eos_token_id, recipe.density, recipe.mean_span, vr, d.full)
+                   for c in valid_chunks]
+        d.valid_ds = Dataset.from_dict({"input_ids": [p[0] for p in d.pairs], "labels": [p[1] for p in d.pairs]})
+        from transformers import DataCollatorForSeq2Seq
+        d.eval_collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
+    else:
+        d.valid_ds, d.eval_collator = Dataset.from_dict({"ids": valid_chunks}), d.collator
+    d.train_ds = Dataset.from_dict({"ids": d.train_chunks})
+    return d
+
+
+def _trainer(recipe: ScratchRecipe, work: Path, model, d):
+    """(Trainer, total steps, warmup steps): inverse-sqrt schedule after a linear warmup, the held-out set with
+    its own fixed collator, a tokens/s callback."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+    from transformers.optimization import get_inverse_sqrt_schedule
+    steps_per_epoch = math.ceil(len(d.train_ds) / (recipe.train.batch_size * recipe.train.grad_accum))
+    total = recipe.train.max_steps if recipe.train.max_steps >= 0 else math.ceil(steps_per_epoch * recipe.train.epochs)
+    warmup = max(1, int(total * recipe.train.warmup_ratio))
+    optimizer = _optimizer(model, recipe.train, recipe.objective)
+    scheduler = get_inverse_sqrt_schedule(optimizer, num_warmup_steps=warmup)  # lr * sqrt(warmup / step)
+    cuda = torch.cuda.is_available()
+    args = TrainingArguments(output_dir=str(work / "checkpoints"), max_steps=total,
+                             per_device_train_batch_size=recipe.train.batch_size, per_device_eval_batch_size=64,
+                             gradient_accumulation_steps=recipe.train.grad_accum, logging_steps=recipe.train.logging_steps,
+                             eval_strategy="steps", eval_steps=recipe.train.eval_steps, save_strategy="steps",
+                             save_steps=recipe.train.save_steps, save_total_limit=2, report_to=[], seed=recipe.seed,
+                             disable_tqdm=True, use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
+                             remove_unused_columns=False, prediction_loss_only=True)
+
+    class _Trainer(Trainer):
+        def get_eval_dataloader(self, eval_dataset=None):  # the held-out set has its own (fixed) collator
+            saved, self.data_collator = self.data_collator, d.eval_collator
+            try:
+                return super().get_eval_dataloader(eval_dataset)
+            finally:
+                self.data_collator = saved
+
+    per_example = recipe.max_length if recipe.packed else float(np.mean([len(c) for c in d.train_chunks]))
+    tokens_per_step = recipe.train.batch_size * recipe.train.grad_accum * per_example
+    trainer = _Trainer(model=model, args=args, train_dataset=d.train_ds, eval_dataset=d.valid_ds,
+                       data_collator=d.collator, optimizers=(optimizer, scheduler),
+                       callbacks=[_throughput_callback(tokens_per_step)])
+    return trainer, total, warmup
+
+
+def _encoder_usage(recipe: ScratchRecipe, model, tok, d) -> dict:
+    """Does the T5 decoder read its encoder? (training/encoder_usage.py), on 2,000 training chunks."""
+    from finpeft.training.encoder_usage import encoder_usage, usage_line
+    from finpeft.training.span_corruption import corrupt
+    tr = np.random.default_rng(recipe.seed + 2)
+    sample = [d.train_chunks[i] for i in tr.permutation(len(d.train_chunks))[:2000]]
+    train_targets = [corrupt(np.asarray(c), d.sentinels, tok.eos_token_id, recipe.density, recipe.mean_span,
+                             tr, d.full)[1] for c in sample]
+    usage = encoder_usage(model, d.pairs, train_targets, tok.pad_token_id, len(tok))
+    _say(usage_line(usage))
+    return usage

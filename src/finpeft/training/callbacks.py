@@ -1,0 +1,74 @@
+"""The Trainer's pieces that finpeft adds: the valid-split metrics (classification, regression), the clock that
+survives a resume, the step counter, the peak-memory reading."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from transformers import TrainerCallback
+
+from finpeft.core.runs import write_atomic
+
+
+def eval_metrics(pred) -> dict:
+    from sklearn.metrics import accuracy_score, f1_score
+    y_pred = np.asarray(pred.predictions).argmax(-1)
+    return {"accuracy": accuracy_score(pred.label_ids, y_pred),
+            "macro_f1": f1_score(pred.label_ids, y_pred, average="macro")}
+
+
+def regression_eval(target):
+    """Valid-split metrics of a regression model, on the score scale (model selection uses the MSE)."""
+    from finpeft.data.regression import regression_metrics
+
+    def metrics(pred) -> dict:
+        y = target.inverse(np.asarray(pred.label_ids).reshape(-1))
+        m = regression_metrics(y, target.inverse(np.asarray(pred.predictions).reshape(-1)))
+        return {k: m[k] for k in ("mse", "r2", "pearson", "sign_accuracy")}
+    return metrics
+
+
+def peak_memory() -> dict:
+    """Peak resident memory of this process (and peak GPU memory allocated by torch, when on a GPU), in MiB."""
+    import torch
+    out = {}
+    try:
+        import resource
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        out["peak_rss_mb"] = round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+    except ImportError:  # Windows
+        pass
+    if torch.cuda.is_available():
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+class Clock(TrainerCallback):
+    """Keeps the training time spent up to each checkpoint in the work dir, so a resumed run's train_seconds
+    include the time spent before the interruption (up to the checkpoint it continues from)."""
+
+    def __init__(self, path: Path, resume: bool):
+        self.path, self.t0 = path, time.perf_counter()
+        self.before = 0.0
+        if resume and path.is_file():
+            try:
+                self.before = float(json.loads(path.read_text(encoding="utf-8"))["seconds"])
+            except (OSError, ValueError, KeyError):
+                pass
+
+    def on_save(self, args, state, control, **kw):
+        if state.is_world_process_zero:
+            write_atomic(self.path, json.dumps({"seconds": self.before + time.perf_counter() - self.t0,
+                                                "step": state.global_step}))
+
+
+class StepCounter(TrainerCallback):
+    """Remembers the step training (re)started from (on resume, the checkpoint's)."""
+    first: int | None = None
+
+    def on_step_begin(self, args, state, control, **kw):
+        if self.first is None:
+            self.first = state.global_step
