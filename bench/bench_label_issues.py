@@ -11,7 +11,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from finpeft.experiments.label_issues import find_label_issues
@@ -27,7 +26,7 @@ def main() -> None:
     root = Path(os.environ.get("FINPEFT_DATA_DIR", "../shared/datasets")) / "financial_phrasebank"
     f50 = root / "sentences_50agree.csv"
     agreed = set(pd.read_csv(root / "sentences_66agree.csv")["text"].map(normalise_text))
-    print(f"| encoder(s) | ranking | issues flagged | top-100 low-agreement | top-300 | all rows | seconds |")
+    print("| encoder(s) | ranking | issues flagged | top-100 low-agreement | top-300 | all rows | seconds |")
     print("|---|---|---|---|---|---|---|")
     for b in a.backbones:
         for rank_by in a.rank_by:

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT
 
 
 def finpeft(*args, cwd=None):
