@@ -23,3 +23,9 @@ finpeft label curve gold-headlines -o runs/curve-gold-head-tfnsinit --methods fr
   --pool-size 4000 model.init_from=runs/tfns-minilm-s42
 # 6. Time of `label suggest` on a 10,000-headline pool (cold start, then with a run).
 python bench/bench_label_suggest.py --run runs/curve-fpb-head/tracks/minilm-l6-frozen-head-auto-s42/run-n256
+# 7. TFNS: setfit on random rows, and the full classifier continued from the FPB default run (README main command).
+finpeft label curve tfns -o runs/curve-tfns-setfit --methods setfit:method.num_iterations=5 --strategies random \
+  --sizes 64,256 --pool-size 4000
+finpeft train -o runs/fpb-minilm-s42
+finpeft label curve tfns -o runs/curve-tfns-fpbinit --methods full --strategies random,auto --sizes 64,256 \
+  --pool-size 4000 model.init_from=runs/fpb-minilm-s42
