@@ -104,8 +104,10 @@ def test_an_interrupted_predict_names_the_file_it_kept(full_run, tmp_path):
     deadline = time.time() + 300
     while not (kept.exists() and kept.stat().st_size > 0) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
+    assert proc.poll() is None and kept.exists(), "the first chunk was not written in time (or the run ended)"
     proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=120)[1]
+    # generous: on a loaded CI machine the chunk in flight finishes first; a swallowed interrupt shows as exit 0
+    err = proc.communicate(timeout=600)[1]
     assert proc.returncode == 130 and f"kept in {kept}" in err and kept.exists(), err[-500:]
 
 
