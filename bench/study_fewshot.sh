@@ -29,3 +29,5 @@ finpeft label curve tfns -o runs/curve-tfns-setfit --methods setfit:method.num_i
 finpeft train -o runs/fpb-minilm-s42
 finpeft label curve tfns -o runs/curve-tfns-fpbinit --methods full --strategies random,auto --sizes 64,256 \
   --pool-size 4000 model.init_from=runs/fpb-minilm-s42
+finpeft label curve tfns -o runs/curve-tfns-fpbinit-10ep --methods full:train.epochs=10 --strategies auto \
+  --sizes 64,256 --pool-size 4000 model.init_from=runs/fpb-minilm-s42
