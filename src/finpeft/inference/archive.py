@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from finpeft.core.runs import write_atomic
 from finpeft.errors import FinpeftError
 
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
@@ -188,9 +189,7 @@ def _sidecar(part: Path) -> Path:
 
 
 def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=1))
 
 
 def score_archive(run_dir, input, output, *, engine: str = "ray", address: str | None = None,
