@@ -173,12 +173,15 @@ def tune(recipe_path: str | None, overrides: list[str], n_trials: int, output: s
     return out
 
 
-def _budget(study) -> tuple[int, int]:
-    """(trials that count towards the total, of which still running). A trial counts when it finished, was
-    pruned, is running, or failed on its own error; not when it was interrupted (it is queued again) or surplus."""
+def _budget(study, before: int | None = None) -> tuple[int, int]:
+    """(trials that count towards the total, of which still running), among the trials numbered below `before`
+    (None: all). A trial counts when it finished, was pruned, is running, or failed on its own error; not when it
+    was interrupted (it is queued again) or surplus."""
     from optuna.trial import TrialState
     used = running = 0
     for t in study.get_trials(deepcopy=False):
+        if before is not None and t.number >= before:
+            continue
         if t.state == TrialState.RUNNING:
             running += 1
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) or "error" in t.user_attrs:
@@ -188,16 +191,12 @@ def _budget(study) -> tuple[int, int]:
 
 def _objective(base: Recipe, recipe_path, overrides, out: Path, command, n_trials: int, study):
     import optuna
-    from optuna.trial import TrialState
     from finpeft.core.runs import partial_dir
     from finpeft.inference.predictor import Predictor
     from finpeft.training.classifier import train
 
     def objective(trial) -> float:
-        before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
-        counted = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-                      or "error" in t.user_attrs for t in before)
-        if counted >= n_trials:  # another process took the last trial between our check and this ask
+        if _budget(study, before=trial.number)[0] >= n_trials:  # another process took the last trial between our check and this ask
             trial.set_user_attr("surplus", True)
             raise _Surplus(f"the study already has its {n_trials} trials")
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which machine / process ran it
