@@ -12,7 +12,7 @@ def finpeft(*args):
 
 
 def test_polarity_is_inferred_for_sentiment_words_and_absent_otherwise():
-    from finpeft.data.text import infer_polarity
+    from finpeft.tasks.labels import infer_polarity
     assert infer_polarity(["negative", "neutral", "positive"]) == {"negative": -1, "neutral": 0, "positive": 1}
     assert infer_polarity(["down", "flat", "up"]) == {"down": -1, "flat": 0, "up": 1}
     assert infer_polarity(["dovish", "hawkish", "neutral"]) is None  # not sentiment: no score, never 0.0
@@ -20,7 +20,7 @@ def test_polarity_is_inferred_for_sentiment_words_and_absent_otherwise():
 
 
 def test_label_polarity_must_cover_every_label():
-    from finpeft.data.load import label_polarity
+    from finpeft.tasks.classification import label_polarity
     from finpeft.errors import FinpeftError
     assert label_polarity(["dovish", "hawkish"], {"Hawkish": 1, "dovish": -1}, {}) == {"dovish": -1.0, "hawkish": 1.0}
     with pytest.raises(FinpeftError, match="missing dovish"):

@@ -8,11 +8,12 @@ import finpeft
 ROOT = Path(finpeft.__file__).parent
 LAYERS = [  # lowest first; a module may import its own stage and any below it
     ["finpeft.errors", "finpeft.version"],
+    ["finpeft.report"],  # metrics, report.md and plots: pure functions of outputs and labels
+    ["finpeft.tasks"],  # what is predicted (classification, regression, multilabel): one module each
     ["finpeft.data"],
     ["finpeft.core"],
     ["finpeft.models"],
     ["finpeft.methods"],
-    ["finpeft.report"],
     ["finpeft.training", "finpeft.llm"],
     ["finpeft.inference"],
     ["finpeft.experiments"],
@@ -60,7 +61,7 @@ def test_the_root_holds_only_the_api_the_cli_and_leaf_modules():
     assert flat == ["__init__.py", "__main__.py", "api.py", "errors.py", "version.py"], flat
     stages = sorted(p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").is_file())
     assert stages == ["cli", "core", "data", "experiments", "inference", "llm", "methods", "models", "report",
-                      "training"], stages
+                      "tasks", "training"], stages
 
 
 def test_every_registered_method_keeps_the_method_protocol():
@@ -148,3 +149,53 @@ def test_no_function_over_80_lines_and_no_module_over_400():
                 if n > 80:
                     long_functions.append(f"{module_name(path)}.{node.name}: {n} lines")
     assert not long_functions and not long_files, "\n".join(long_functions + long_files)
+
+
+def _task_branches(path: Path, kinds: set[str]) -> list[str]:
+    """Lines of `path` that branch on a task kind: a comparison with the name ("regression" == task, task in
+    ("classification", "regression")) or a test of a flag called so (`if regression:`, `x if s.regression`)."""
+    def names(node) -> set[str]:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return {node.value}
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return set().union(*(names(e) for e in node.elts)) if node.elts else set()
+        return set()
+
+    def flag(node) -> bool:
+        return any(isinstance(n, ast.Name) and n.id in kinds or isinstance(n, ast.Attribute) and n.attr in kinds
+                   for n in ast.walk(node))
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Compare) and any(names(x) & kinds for x in [node.left, *node.comparators]):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+        elif isinstance(node, (ast.If, ast.IfExp, ast.While)) and flag(node.test):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_no_task_kind_is_an_if_outside_the_task_modules():
+    """What differs between tasks lives in finpeft/tasks/<task>.py behind the Task protocol: no module outside
+    them compares with "regression" / "multilabel" or tests a `regression` flag. (llm/tasks.py is the LLM
+    track's task YAML, whose `metrics: [regression]` names how a generated number is scored.)"""
+    exempt = {ROOT / "llm" / "tasks.py"}
+    branches = [b for path in sorted(ROOT.rglob("*.py")) if "tasks" not in path.relative_to(ROOT).parts[:1]
+                and path not in exempt for b in _task_branches(path, {"regression", "multilabel"})]
+    assert not branches, "task-kind branches outside finpeft/tasks:\n" + "\n".join(branches)
+    # the check can fail: it sees the one branch of the exempt module
+    assert len(_task_branches(ROOT / "llm" / "tasks.py", {"regression"})) == 1
+
+
+def test_a_task_is_one_module_and_one_registry_line():
+    from finpeft.tasks import TASKS, get_task
+    from finpeft.methods import get_method
+    assert list(TASKS) == ["classification", "regression", "multilabel"]
+    for name in TASKS:
+        task = get_task(name)
+        assert task.name == name and TASKS[name] == f"finpeft.tasks.{name}"
+        missing = [m for m in ("prepare", "strata", "check_train", "targets", "load_targets", "gold", "check",
+                               "valid_metrics", "calibrate", "loss", "run_info", "evaluate", "summary", "records",
+                               "columns", "parity", "data_config", "doctor_split", "doctor_all")
+                   if not callable(getattr(task, m, None))]
+        assert not missing, f"{name} lacks {missing}"
+        assert task.output in ("softmax", "raw", "sigmoid") and task.board and task.headline
+    assert "multilabel" in get_method("lora").TASKS and "multilabel" not in get_method("setfit").TASKS

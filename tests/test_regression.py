@@ -33,7 +33,7 @@ def test_fiqa_score_split_keeps_the_finlora_test_texts_in_test():
 
 
 def test_regression_metrics_and_standardiser():
-    from finpeft.data.regression import Standardiser, regression_metrics
+    from finpeft.tasks.regression import Standardiser, regression_metrics
     y = np.array([-0.8, -0.05, 0.3, 0.6])
     perfect = regression_metrics(y, y, train_mean=0.1)
     assert perfect["mse"] == 0 and perfect["r2"] == 1 and perfect["pearson"] == pytest.approx(1)

@@ -123,8 +123,9 @@ def check_data(dataset: str, *, text_column: str = "text", label_column: str = "
     from finpeft.data.doctor import check
     from finpeft.data.encoding import check_encoding
     from finpeft.data.load import load_raw
-    if task not in (None, "classification", "regression"):
-        raise FinpeftError(f"--task must be classification or regression, not {task!r}")
+    from finpeft.tasks import TASKS
+    if task not in (None, *TASKS):
+        raise FinpeftError(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
     return check(load_raw(dataset, text_column, label_column, check_encoding(encoding)), task=task)
 
 
@@ -146,14 +147,13 @@ def catalog() -> dict:
 
 
 def summarise(metrics: dict) -> str:
-    """One line of an evaluation's metrics (classification: accuracy, F1s, ECE; regression: MSE, R², ...).
+    """An evaluation's metrics in a line (classification: accuracy, F1s, ECE; regression: MSE, R², ... and the
+    baseline; multilabel: micro / macro F1, subset accuracy).
     Example: `print(finpeft.summarise(finpeft.evaluate(run, "tfns")[1]))`."""
+    from finpeft.tasks import get_task
+    kind = get_task(metrics.get("task"))
     head = f"{metrics['dataset']} ({metrics['split']}, n={metrics['n']}): "
-    if metrics.get("task") == "regression":
-        from finpeft.report.regression import summary_lines
-        return head + "\n".join(summary_lines(metrics)).removeprefix("test ")
-    return head + (f"accuracy {metrics['accuracy']:.4f} | macro-F1 {metrics['macro_f1']:.4f} | weighted-F1 "
-                   f"{metrics['weighted_f1']:.4f} | ECE {metrics['ece']:.4f}")
+    return head + "\n".join(kind.summary(metrics, None)[:kind.summary_rows]).removeprefix("test ")
 
 
 def pretrain(recipe: str | None = None, overrides: Sequence[str] | None = None, output: str | Path = "", *,

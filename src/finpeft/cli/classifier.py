@@ -27,8 +27,9 @@ def train(
     text_column: Optional[str] = typer.Option(None, "--text-column", help="= data.text_column"),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="= data.label_column"),
     encoding: Optional[str] = typer.Option(None, "--encoding", help="= data.encoding (default: detected)"),
-    task: Optional[str] = typer.Option(None, "--task", help="= data.task: classification or regression (a score "
-                                       "per text in --label-column; default: the dataset's own)"),
+    task: Optional[str] = typer.Option(None, "--task", help="= data.task: classification, regression (a score "
+                                       "per text in --label-column) or multilabel (0/1 columns named by "
+                                       "data.label_columns=[...]); default: the dataset's own"),
 ):
     """Train and evaluate; writes model, metrics.json, report.md and the resolved recipe to the run dir."""
     from finpeft import api

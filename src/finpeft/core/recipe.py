@@ -57,15 +57,25 @@ class DataConfig(_Strict):
     max_eval_samples: int | None = Field(None, ge=1)
     # Multi-dataset training: catalog ids / files (or {dataset, label_map, ...}) whose labels map onto ours.
     mix: list[MixedDataset] = Field(default_factory=list)
-    # classification, or regression (label_column holds a number per text, e.g. a sentiment score); left
-    # out: the catalog dataset's own task (fiqa-sa-score is regression), else classification
-    task: Literal["classification", "regression"] | None = None
+    # what is predicted (finpeft.tasks): classification; regression (label_column holds a number per text, e.g.
+    # a sentiment score); multilabel (label_columns name 0/1 columns, any number may apply). Left out: the
+    # catalog dataset's own task (fiqa-sa-score is regression), else classification
+    task: str | None = None
+    label_columns: list[str] | None = None  # multilabel: the 0/1 columns, one per label
     score_range: tuple[float, float] | None = None  # regression: scores outside it are refused (catalog: its own)
 
     @field_validator("mix", mode="before")
     @classmethod
     def _plain_ids(cls, v):
         return [{"dataset": d} if isinstance(d, str) else d for d in v] if isinstance(v, list) else v
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v):
+        from finpeft.tasks import TASKS
+        if v is not None and v not in TASKS:
+            raise ValueError(f"unknown task {v!r}: one of {', '.join(TASKS)}")
+        return v
 
     @field_validator("encoding")
     @classmethod

@@ -10,12 +10,13 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from finpeft.errors import FinpeftError
+from finpeft.tasks import TASKS
 
 Artifact = Literal["hf", "peft", "frozen", "ensemble", "onnx", "llm"]
-Task = Literal["classification", "regression", "generation"]
+TASK_KINDS = (*TASKS, "generation")  # finpeft.tasks, and an LLM run's free-text answers
 
 
 class RunInfo(BaseModel):
@@ -27,7 +28,7 @@ class RunInfo(BaseModel):
     backbone: str
     max_length: int = Field(ge=1)
     labels: list[str] = Field(default_factory=list)  # classes in output order; [] for regression / generation
-    task: Task = "classification"
+    task: str = "classification"  # one of TASK_KINDS
     finpeft_version: str | None = None
     date: str | None = None
     backbone_path: str | None = None
@@ -37,6 +38,7 @@ class RunInfo(BaseModel):
     label_polarity: dict[str, float] | None = None
     trust_remote_code: bool = False
     target: dict[str, float] | None = None  # regression: the training scores' mean / std the model predicts in
+    thresholds: dict[str, float] | None = None  # multilabel: each label's probability cut, chosen on valid
     init_from: str | None = None  # the finished run whose weights this one started from (model.init_from)
     # ensemble
     members: list[str] | None = None
@@ -53,6 +55,13 @@ class RunInfo(BaseModel):
     train_seconds: float | None = None
     train_loss: float | None = None
     trainable_params: int | None = None
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASK_KINDS:
+            raise ValueError(f"unknown task {v!r} (one of {', '.join(TASK_KINDS)})")
+        return v
 
     def model_post_init(self, _ctx) -> None:
         if self.artifact == "llm" and self.tasks:

@@ -11,10 +11,13 @@ import tempfile
 from pathlib import Path
 
 from finpeft.errors import FinpeftError
+from finpeft.tasks import TASKS, get_task
 
-RESULT_FIELDS = ["date", "run_dir", "dataset", "split", "method", "backbone", "seed", "accuracy", "macro_f1",
-                 "weighted_f1", "ece", "train_seconds", "train_samples_per_second", "trainable_params",
-                 "task", "mse", "r2", "pearson"]  # the last four: regression runs (older files gain them)
+_BASE = ["date", "run_dir", "dataset", "split", "method", "backbone", "seed", "accuracy", "macro_f1",
+         "weighted_f1", "ece", "train_seconds", "train_samples_per_second", "trainable_params", "task"]
+# then every other task's metrics (finpeft.tasks: Task.metric_columns), in registry order: mse, r2, pearson
+# (regression), micro_f1, subset_accuracy (multilabel); an older file gains the new columns when next written
+RESULT_FIELDS = _BASE + list(dict.fromkeys(c for name in TASKS for c in get_task(name).metric_columns if c not in _BASE))
 
 
 def partial_dir(output: Path) -> Path:

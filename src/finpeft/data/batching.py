@@ -40,12 +40,16 @@ def truncation_line(cut: int, n: int, longest: int, max_length: int, what: str) 
 
 def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
     """Class probabilities in input order; batches are sorted by length so little is spent on padding."""
-    return predict_outputs(model, tokenizer, texts, max_length, batch_size, softmax=True)
+    return predict_outputs(model, tokenizer, texts, max_length, batch_size, "softmax")
+
+
+ACTIVATIONS = {"raw": lambda z: z, "softmax": lambda z: z.softmax(-1), "sigmoid": lambda z: z.sigmoid()}
 
 
 def predict_outputs(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64,
-                    softmax: bool = False) -> np.ndarray:
-    """(n, outputs) model outputs in input order: raw (a regression model's standardised score) or softmaxed."""
+                    activation: str = "raw") -> np.ndarray:
+    """(n, outputs) model outputs in input order, through the task's activation (`Task.output`): raw (a
+    regression model's standardised score), softmax (one class) or sigmoid (multilabel)."""
     import torch
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     was_training = model.training
@@ -53,7 +57,7 @@ def predict_outputs(model, tokenizer, texts: list[str], max_length: int, batch_s
     with torch.inference_mode():
         for idx, enc in encoded_batches(tokenizer, texts, max_length, batch_size, "pt"):
             logits = model(**enc.to(model.device)).logits.float()
-            out[idx] = (torch.softmax(logits, -1) if softmax else logits).cpu().numpy()
+            out[idx] = ACTIVATIONS[activation](logits).cpu().numpy()
     model.train(was_training)
     return out
 

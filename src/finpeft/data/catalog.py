@@ -35,6 +35,10 @@ class CatalogEntry:
     score_range: tuple[float, float] | None = None  # regression: the documented range of the target
     test_marker: str | None = None  # a yes/no column of an "all" file: the rows of the published test split
 
+    @property
+    def labelled(self) -> bool:  # a label set, or a task whose label column is not classes (a score)
+        return self.labels is not None or self.task != "classification"
+
 
 _FPB_HUB = dict(repo="takala/financial_phrasebank", text_column="sentence",
                 label_names={0: "negative", 1: "neutral", 2: "positive"})

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from finpeft.data.load import RawData
-from finpeft.data.text import normalise_label, normalise_text, stray_labels  # noqa: F401  (re-exported)
+from finpeft.data.text import normalise_text  # noqa: F401  (re-exported)
+from finpeft.tasks import get_task
 
 
 @dataclass
@@ -39,9 +40,9 @@ class DataReport:
 
 
 def check(raw: RawData, label_map: dict[str, str] | None = None, task: str | None = None) -> DataReport:
-    """task: "regression" checks the label column as numbers (default: the dataset's own task)."""
+    """task: how the label column is checked (finpeft.tasks; default: the dataset's own task)."""
     report = DataReport(raw.name, raw.source)
-    regression = (task or raw.task) == "regression"
+    kind = get_task(task or raw.task)
     norm_sets: dict[str, set[str]] = {}
     norm_labels: dict[str, pd.Series] = {}
     for split, df in raw.frames.items():
@@ -63,45 +64,19 @@ def check(raw: RawData, label_map: dict[str, str] | None = None, task: str | Non
             report.warnings.append(f"{split}: {exact_dups} exact duplicate text(s)")
         if norm_dups > 0:
             report.warnings.append(f"{split}: {norm_dups} more duplicate(s) after normalising case/URLs/punctuation")
-        if regression and "label" in df:  # the same problems, in the same words, that training refuses
-            from finpeft.data.regression import parse_scores, score_problems
-            frame = df.reset_index(drop=True)
-            scores, bad = parse_scores(frame["label"])
-            report.warnings += [f"{split}: {p}" for p in score_problems(scores, bad, frame["label"], raw.label_column,
-                                                                        raw.score_range)]
-            if scores.notna().any():
-                stats["score"] = {k: float(getattr(scores, k)()) for k in ("min", "mean", "median", "max", "std")}
-        elif raw.labelled and "label" in df:
-            labels = df["label"].map(lambda v: normalise_label(v, label_map or {}))
-            stats["classes"] = {k: int(v) for k, v in labels[~empty].value_counts().sort_index().items()}
-            pairs = pd.DataFrame({"norm": norm, "label": labels[~empty]})
-            norm_labels[split] = pairs.groupby("norm")["label"].first()
-            by_text = pairs.groupby("norm")["label"].nunique()
-            conflicts = int((by_text > 1).sum())
-            if conflicts:
-                report.warnings.append(f"{split}: {conflicts} text(s) appear with conflicting labels")
-            if raw.labels:
-                unknown = sorted(set(stats["classes"]) - set(raw.labels))
-                if unknown:
-                    report.warnings.append(f"{split}: unknown label(s) {', '.join(unknown)}")
-            counts = stats["classes"]
-            if len(counts) == 1:
-                report.warnings.append(f"{split}: a single class ({next(iter(counts))})")
-            elif counts and min(counts.values()) / max(counts.values()) < 0.1:
-                report.warnings.append(f"{split}: strong class imbalance (smallest/largest = "
-                                       f"{min(counts.values())}/{max(counts.values())})")
+        if raw.labelled and "label" in df:  # the task's own checks, in the words training refuses with
+            extra, warns, firsts = kind.doctor_split(df, norm, empty, raw, label_map or {})
+            stats.update(extra)
+            report.warnings += [f"{split}: {w}" for w in warns]
+            if firsts is not None:
+                norm_labels[split] = firsts
         report.splits[split] = stats
         norm_sets[split] = set(norm)
     rows = sum(len(df) for df in raw.frames.values())
     if rows < 10:
         report.warnings.append(f"only {rows} rows: too few to train on (training needs at least 10)")
-    if raw.labelled and not raw.labels and not regression:
-        counts = pd.concat([df["label"].map(lambda v: normalise_label(v, label_map or {}))
-                            for df in raw.frames.values() if "label" in df]).value_counts()
-        report.warnings += label_problems(counts)
-        if set(map(str, counts.index)) <= {"-1", "0", "1"} and "-1" in set(map(str, counts.index)):
-            report.warnings.append("integer labels -1/0/1 are read as negative/neutral/positive; if they mean "
-                                   "something else, set data.label_map")
+    if raw.labelled:
+        report.warnings += kind.doctor_all(raw, label_map or {})
     names = list(norm_sets)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -115,24 +90,6 @@ def check(raw: RawData, label_map: dict[str, str] | None = None, task: str | Non
                     if differ:
                         report.warnings.append(f"{differ} text(s) shared by {a} and {b} have conflicting labels")
     return report
-
-
-def label_problems(counts: pd.Series) -> list[str]:
-    """What `train` would reject about an inferred label set (shared by `data check`, which only warns)."""
-    problems = []
-    values = [str(v) for v in counts.index]
-    signed = "-1" in values and set(values) <= {"-1", "0", "1"}  # unambiguous: read as negative/neutral/positive
-    if values and all(v.lstrip("-").isdigit() for v in values) and not signed:
-        problems.append(f"labels are integer ids ({', '.join(sorted(values, key=int))}): name them with "
-                        "data.label_map, e.g. '{0: negative, 1: positive, 2: neutral}'")
-    once = [v for v, n in counts.items() if n < 2]
-    if once:
-        problems.append(f"label(s) {', '.join(map(repr, once[:5]))} occur only once (a typo?)")
-    stray = [l for l in stray_labels(counts) if l not in once]
-    if stray:
-        problems.append(f"label(s) {', '.join(map(repr, stray[:5]))} are rare non-sentiment values next to "
-                        "sentiment labels; map them with data.label_map or fix the set with data.labels")
-    return problems
 
 
 def leakage_between(frames: dict[str, pd.DataFrame]) -> dict[str, int]:

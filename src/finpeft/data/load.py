@@ -16,8 +16,8 @@ from sklearn.model_selection import train_test_split
 from finpeft.errors import FinpeftError
 from finpeft.data.catalog import CATALOG, CatalogEntry, data_dir, local_files
 from finpeft.data.splits import stratified as _stratified, subsample as _subsample
-from finpeft.data.text import (LABEL_SYNONYMS, SIGNED_IDS, infer_polarity, normalise_label, normalise_text,  # noqa: F401
-                               stray_labels)
+from finpeft.data.text import normalise_text
+from finpeft.tasks import get_task
 
 READERS = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None, ".parquet": None}
 SPLIT_NAMES = {"train": "train", "valid": "valid", "validation": "valid", "dev": "valid", "val": "valid",
@@ -97,7 +97,7 @@ def read_table(path: Path, encoding: str = "auto") -> pd.DataFrame:
     return df.map(_cell_to_str) if suffix not in (".csv", ".tsv") else df
 
 
-def _select(df: pd.DataFrame, path, text_column: str, label_column: str | None) -> pd.DataFrame:
+def _select(df: pd.DataFrame, path, text_column: str, label_column: str | None, keep=()) -> pd.DataFrame:
     missing = [c for c in (text_column, label_column) if c and c not in df.columns]
     if missing:
         raise FinpeftError(f"{path}: missing column(s) {', '.join(map(repr, missing))}; found "
@@ -105,6 +105,9 @@ def _select(df: pd.DataFrame, path, text_column: str, label_column: str | None) 
     out = pd.DataFrame({"text": df[text_column].astype(str)})
     if label_column:
         out["label"] = df[label_column].astype(str)
+    for c in keep:  # a task's other label columns (data.label_columns), checked by the task
+        if c in df.columns:
+            out[c] = df[c].astype(str)
     return out
 
 
@@ -165,12 +168,13 @@ def _from_hub(entry: CatalogEntry) -> dict[str, pd.DataFrame]:
 
 
 def load_raw(dataset: str, text_column: str = "text", label_column: str | None = "label",
-             encoding: str = "auto") -> RawData:
-    """Resolve a catalog id, a file or a folder of split files, and read it."""
+             encoding: str = "auto", keep=()) -> RawData:
+    """Resolve a catalog id, a file or a folder of split files, and read it. keep: more columns to keep (a
+    multilabel task's 0/1 label columns)."""
     entry = CATALOG.get(dataset)
     if entry is not None:
         files = local_files(entry)
-        labelled = entry.labels is not None or entry.task == "regression"
+        labelled = entry.labelled
         if files is None:
             frames = _from_hub(entry)
             source = f"hub:{entry.hub.repo}"
@@ -181,10 +185,10 @@ def load_raw(dataset: str, text_column: str = "text", label_column: str | None =
                 column = entry.label_column if labelled else None
                 if entry.test_marker:  # the published test split, marked row by row in one file
                     marked = (table[entry.test_marker].str.strip().str.lower() == "yes").to_numpy()
-                    frames.update(train=_select(table[~marked], p, entry.text_column, column),
-                                  test=_select(table[marked], p, entry.text_column, column))
+                    frames.update(train=_select(table[~marked], p, entry.text_column, column, keep),
+                                  test=_select(table[marked], p, entry.text_column, column, keep))
                 else:
-                    frames[split] = _select(table, p, entry.text_column, column)
+                    frames[split] = _select(table, p, entry.text_column, column, keep)
             source = str(data_dir())
         if not labelled:  # an unlabelled corpus: one frame
             frames = {"all": pd.concat(frames.values(), ignore_index=True)}
@@ -196,30 +200,17 @@ def load_raw(dataset: str, text_column: str = "text", label_column: str | None =
             raise FinpeftError(f"{dataset}: file not found")
         raise FinpeftError(f"unknown dataset {dataset!r}: not a built-in id ({', '.join(CATALOG)}) "
                            "and not a file or folder")
-    frames = {split: _select(read_table(p, encoding), p, text_column, label_column)
+    frames = {split: _select(read_table(p, encoding), p, text_column, label_column, keep)
               for split, p in _user_files(path).items()}
-    return RawData(path.stem if path.is_file() else path.name, str(path), frames, None, label_column is not None,
-                   label_column=label_column or "label")
-
-
-def normalise_frames(raw: RawData, label_map: dict[str, str]) -> dict[str, pd.DataFrame]:
-    values = set().union(*(set(f["label"].str.strip()) for f in raw.frames.values()))
-    if not label_map and values and all(v.lstrip("-").isdigit() for v in values):
-        if "-1" in values and values <= set(SIGNED_IDS):  # -1/0/1 is unambiguous; 0/1 or 0/1/2 is not
-            label_map = SIGNED_IDS
-        else:
-            ids = ", ".join(sorted(values, key=int))
-            raise FinpeftError(f"{raw.name}: labels are integer ids ({ids}); name them with data.label_map, "
-                               "e.g. data.label_map='{0: negative, 1: positive, 2: neutral}'")
-    return {s: f.assign(label=f["label"].map(lambda v: normalise_label(v, label_map)))
-            for s, f in raw.frames.items()}
+    return RawData(path.stem if path.is_file() else path.name, str(path), frames, None,
+                   label_column is not None or bool(keep), label_column=label_column or "label")
 
 
 def load_dataset_splits(cfg) -> DatasetSplits:
     """Strict load for training (cfg: recipe.DataConfig), with the data.mix datasets merged into training."""
     data = _load_splits(cfg)
-    if cfg.mix and data.task == "regression":
-        raise FinpeftError("data.mix is for classification datasets (their labels map onto ours); a regression "
+    if cfg.mix and data.task != "classification":
+        raise FinpeftError(f"data.mix is for classification datasets (their labels map onto ours); a {data.task} "
                            "target has no such mapping")
     if cfg.mix:
         _merge_mixed(data, cfg)
@@ -259,118 +250,82 @@ def _merge_mixed(data: DatasetSplits, cfg) -> None:
     data.valid = pd.concat(valids, ignore_index=True)
 
 
-def _load_splits(cfg) -> DatasetSplits:
-    raw = load_raw(cfg.dataset, cfg.text_column, cfg.label_column, cfg.encoding)
+def _read(cfg):
+    """The raw data of a data config, with the label column(s) its task reads, and that task."""
+    keep = tuple(cfg.label_columns or ())
+    raw = load_raw(cfg.dataset, cfg.text_column, None if keep else cfg.label_column, cfg.encoding, keep)
     if not raw.labelled:
         raise FinpeftError(f"{raw.name} is an unlabelled corpus (for pretraining); pick a labelled dataset")
-    notes: list[str] = []
-    task = cfg.task or raw.task
-    regression = task == "regression"
-    frames = dict(raw.frames) if regression else normalise_frames(raw, cfg.label_map)
-    label_names = {} if raw.labels or regression else user_label_names(raw, frames)
+    return raw, get_task(cfg.task or raw.task)
 
+
+def _drop_empty(raw: RawData, frames: dict, drop: bool, notes: list[str]) -> dict:
+    frames = dict(frames)
     for split, f in list(frames.items()):
         empty = f["text"].str.strip() == ""
         if empty.any():
             rows = ", ".join(str(i + 2) for i in f.index[empty][:5])
-            if not cfg.drop_empty:
+            if not drop:
                 raise FinpeftError(f"{raw.name} ({split}): {int(empty.sum())} empty or NaN text(s) (file rows {rows}"
                                    f"{', ...' if empty.sum() > 5 else ''}); fix them or set data.drop_empty=true")
             frames[split] = f[~empty]
             notes.append(f"dropped {int(empty.sum())} empty texts from {split}")
+    return frames
 
+
+def load_labelled_rows(cfg) -> tuple[RawData, pd.DataFrame, list[str]]:
+    """Every labelled row of a dataset, its labels read as its task reads them (no split): (raw, rows, labels)."""
+    raw, task = _read(cfg)
+    frames, labels, _ = task.prepare(raw, dict(raw.frames), cfg, [])
+    return raw, pd.concat(frames.values(), ignore_index=True)[["text", "label"]], labels
+
+
+def _load_splits(cfg) -> DatasetSplits:
+    raw, task = _read(cfg)
+    notes: list[str] = []
+    frames = _drop_empty(raw, raw.frames, cfg.drop_empty, notes)
     if "all" in frames and len(frames["all"]) < 10:
         raise FinpeftError(f"{raw.name}: too small to split ({len(frames['all'])} rows; need at least 10)")
-    if regression:
-        from finpeft.data.regression import regression_splits
-        splits = regression_splits(frames, raw.label_column, cfg, raw.name, cfg.score_range or raw.score_range, notes)
-        return DatasetSplits(raw.name, raw.source, ["score"], *splits, notes=notes, task="regression")
-    labels = cfg.labels or raw.labels
-    if labels is None:
-        pool = frames.get("train", frames.get("all"))
-        counts = pool["label"].value_counts()
-        rare = counts[counts < 2]
-        if len(rare):
-            raise FinpeftError(f"{raw.name}: unknown label(s) {', '.join(map(repr, rare.index[:5]))} occur only once "
-                               f"(a typo?); fix them, map them with data.label_map or fix the set with data.labels")
-        stray = stray_labels(counts)
-        if stray:
-            shown = ", ".join(f"{l!r} ({counts[l]} rows)" for l in stray[:5])
-            raise FinpeftError(f"{raw.name}: label(s) {shown} are rare non-sentiment values next to sentiment labels; "
-                               f"map them with data.label_map (e.g. '{{{stray[0]}: positive}}') or keep them as "
-                               f"classes with data.labels")
-        labels = sorted(counts.index)
-    for split, f in frames.items():
-        unknown = sorted(set(f["label"]) - set(labels))
-        if unknown:
-            raise FinpeftError(f"{raw.name} ({split}): unknown label(s) {', '.join(map(repr, unknown[:5]))}; "
-                               f"expected {', '.join(labels)} (map them with data.label_map)")
-
-    train, valid, test = _split(frames, cfg, raw.name, notes)
-
-    if train["label"].nunique() < 2:
-        raise FinpeftError(f"{raw.name}: the training set has a single class ({train['label'].iloc[0]!r}); "
-                           "a classifier needs at least two")
+    frames, labels, label_names = task.prepare(raw, frames, cfg, notes)  # the task's labels in `label`
+    train, valid, test = _split(frames, cfg, raw.name, notes, task.strata)
+    task.check_train(train, raw.name)
     seed = cfg.split_seed
-    train = _subsample(train, cfg.max_train_samples, seed)
+    train = _subsample(train, cfg.max_train_samples, seed, task.strata(train["label"]))
     valid_from_train = valid is None
     if valid_from_train:  # few labels: every one trains, none is held out for validation (no selection)
         valid = train.iloc[0:0]
         notes.append(f"few labels: no valid split carved, all {len(train)} labelled training rows train "
                      f"(fewer than data.few_labels={cfg.few_labels}, or data.valid_size=0); model selection is "
                      "off: the last epoch is kept")
-    valid = _subsample(valid, cfg.max_eval_samples, seed)
-    test = _subsample(test, cfg.max_eval_samples, seed)
+    valid = _subsample(valid, cfg.max_eval_samples, seed, task.strata(valid["label"]))
+    test = _subsample(test, cfg.max_eval_samples, seed, task.strata(test["label"]))
     clean = [f.reset_index(drop=True)[["text", "label"]] for f in (train, valid, test)]
-    return DatasetSplits(raw.name, raw.source, list(labels), *clean, notes=notes,
-                         label_names={l: n for l, n in label_names.items() if l in labels and n != l},
-                         valid_from_train=valid_from_train)
+    return DatasetSplits(raw.name, raw.source, list(labels), *clean, notes=notes, label_names=label_names,
+                         task=task.name, valid_from_train=valid_from_train)
 
 
-def _split(frames: dict[str, pd.DataFrame], cfg, name: str, notes: list[str]):
+def _split(frames: dict[str, pd.DataFrame], cfg, name: str, notes: list[str], strata=lambda labels: None):
     """(train, valid or None, test): the file's own splits, else stratified ones. valid is None where the
     labelled rows are few (data.few_labels) or data.valid_size=0: they all train."""
     seed = cfg.split_seed
+
+    def cut(df, size, what):  # stratified on the labels, or on what the task says (a score's sign bands)
+        return _stratified(df, size, seed, what, name, strata(df["label"]))
     if "all" in frames:
-        rest, test = _stratified(frames["all"], cfg.test_size, seed, "test", name)
+        rest, test = cut(frames["all"], cfg.test_size, "test")
         if cfg.valid_size == 0 or len(rest) < cfg.few_labels:
             notes.append(f"no split given: stratified {1 - cfg.test_size:.0%}/{cfg.test_size:.0%} train/test "
                          f"(seed {seed})")
             return rest, None, test
-        train, valid = _stratified(rest, cfg.valid_size / (1 - cfg.test_size), seed, "valid", name)
+        train, valid = cut(rest, cfg.valid_size / (1 - cfg.test_size), "valid")
         notes.append(f"no split given: stratified {1 - cfg.test_size - cfg.valid_size:.0%}/{cfg.valid_size:.0%}/"
                      f"{cfg.test_size:.0%} train/valid/test (seed {seed})")
         return train, valid, test
     train, test, valid = frames["train"], frames.get("test"), frames.get("valid")
     if valid is None and cfg.valid_size > 0 and len(train) >= cfg.few_labels:
-        train, valid = _stratified(train, cfg.valid_size, seed, "valid", name)
+        train, valid = cut(train, cfg.valid_size, "valid")
         notes.append(f"valid carved from train: stratified {cfg.valid_size:.0%} (seed {seed})")
     if test is None:
-        train, test = _stratified(train, cfg.test_size, seed, "test", name)
+        train, test = cut(train, cfg.test_size, "test")
         notes.append(f"no test split: stratified {cfg.test_size:.0%} of train held out as test (seed {seed})")
     return train, valid, test
-
-
-def user_label_names(raw: RawData, frames: dict[str, pd.DataFrame]) -> dict[str, str]:
-    """Canonical label -> the most frequent raw spelling that maps to it (before data.label_map / synonyms)."""
-    pairs = pd.concat([pd.DataFrame({"raw": raw.frames[s]["label"].astype(str).str.strip(), "label": f["label"]})
-                       for s, f in frames.items()], ignore_index=True)
-    if pairs.empty:
-        return {}
-    top = pairs.groupby("label")["raw"].agg(lambda v: v.value_counts().index[0])
-    # integer ids (0/1/2) and their label_map are not names a user reads: keep the canonical ones then
-    return {l: r for l, r in top.items() if not r.lstrip("-").isdigit()}
-
-
-def label_polarity(labels: list[str], given: dict | None, label_map: dict) -> dict[str, float] | None:
-    """What `score` weighs each class by: data.label_polarity (keys in the file's spelling or finpeft's, every
-    label given a number), else inferred for sentiment words; None: the classes have no polarity (no score)."""
-    if given is None:
-        return infer_polarity(labels)
-    mapped = {normalise_label(str(k), label_map): float(v) for k, v in given.items()}
-    missing, unknown = [l for l in labels if l not in mapped], sorted(set(mapped) - set(labels))
-    if missing or unknown:
-        raise FinpeftError(f"data.label_polarity gives a number to each label ({', '.join(labels)}): "
-                           + "; ".join(p for p in (f"missing {', '.join(missing)}" if missing else "",
-                                                   f"not a label: {', '.join(unknown)}" if unknown else "") if p))
-    return {l: mapped[l] for l in labels}

@@ -35,9 +35,9 @@ def ablate(recipe_path: str | None, overrides: list[str], param: str, n_seeds: i
     key, values = parse_param(param)
     base = load_recipe(recipe_path, overrides)
     from finpeft.data.catalog import task_of
-    if task_of(base.data) == "regression":
-        raise FinpeftError("finpeft ablate tabulates accuracy and macro-F1: a regression recipe is not supported yet; compare regression set-ups "
-                           "with finpeft bench (it reports MSE / R²)")
+    if (task := task_of(base.data)) != "classification":
+        raise FinpeftError(f"finpeft ablate tabulates accuracy and macro-F1: a {task} recipe is not supported yet; compare {task} set-ups "
+                           "with finpeft bench (it reports each task's metrics)")
     seeds = [base.seed + i for i in range(n_seeds)]
     # Validate every point of the grid before the first (long) run starts.
     grid = [(v, s, load_recipe(recipe_path, [*overrides, f"{key}={v}", f"seed={s}"])) for v in values for s in seeds]

@@ -37,6 +37,7 @@ from finpeft.methods import checked_method
 from finpeft.core.recipe import format_validation_error, load_recipe
 from finpeft.core.runs import write_atomic
 from finpeft.experiments.child import run_child as _run_child
+from finpeft.tasks import TASKS, get_task
 from finpeft.experiments.leaderboard import (COLUMNS, METRICS, RMETRICS, cell_metrics, publish,  # noqa: F401
                                             write_leaderboard)
 
@@ -182,8 +183,9 @@ def run_grid(grid_path: str | Path, output: str | Path | None = None, retry_fail
             echo(f"{job['tag']}: FAILED (exit {code}): {failed[job['key']]['last_line']} (log: {log})")
         else:
             m = cell_metrics(job["run_dir"], job["cell"])
-            score = (f"MSE {m['mse']:.4f} | R² {m['r2']:.4f}" if m.get("task") == "regression" else
-                     f"accuracy {m['accuracy']:.4f} | macro-F1 {m['macro_f1']:.4f}")
+            names = dict(get_task(m.get("task") if m.get("task") in TASKS else None).board)
+            score = " | ".join(f"{names[k]} {m[k]:.4f}" for k in get_task(m.get("task") if m.get("task") in TASKS
+                                                                       else None).headline)
             echo(f"{job['tag']}: {score} | {seconds:.0f} s")
         write_leaderboard(out, grid, todo, failed, command)
 

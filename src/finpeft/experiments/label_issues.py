@@ -22,9 +22,9 @@ def labelled_rows(dataset: str, text_column: str = "text", label_column: str = "
     the file's other columns kept. Labels are the user's own strings, stripped (no mapping)."""
     from finpeft.data.load import _user_files, load_raw, read_table
     raw = load_raw(dataset, text_column, label_column, encoding)
-    if not raw.labelled or raw.task == "regression":
+    if not raw.labelled or raw.task != "classification":
         raise FinpeftError(f"{raw.name}: --label-issues needs class labels (this is a "
-                           f"{'regression' if raw.labelled else 'unlabelled'} dataset)")
+                           f"{raw.task if raw.labelled else 'unlabelled'} dataset)")
     frames = [f.assign(split=s) for s, f in raw.frames.items()]
     if Path(dataset).exists():  # a user's file: keep its ids and other columns beside text and label
         frames = [read_table(p, encoding).rename(columns={text_column: "text", label_column: "label"}).assign(split=s)

@@ -9,11 +9,14 @@ from pathlib import Path
 import pandas as pd
 
 from finpeft.experiments.anchors import anchors_for
+from finpeft.tasks import TASKS, get_task
 from finpeft.core.runs import publish_block, write_atomic
 
+# every task's leaderboard metrics (finpeft.tasks: Task.board), in registry order, each once
+BOARD = {m: h for name in TASKS for m, h in get_task(name).board}
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
-RMETRICS = ("mse", "rmse", "r2", "pearson", "spearman", "sign_accuracy")  # regression datasets (fiqa-sa-score)
-COLUMNS = ("dataset", "method", "backbone", "seed", "task", *METRICS, *RMETRICS, "trainable_params", "train_seconds", "epochs_run",
+RMETRICS = tuple(m for m in BOARD if m not in METRICS)
+COLUMNS = ("dataset", "method", "backbone", "seed", "task", *BOARD, "trainable_params", "train_seconds", "epochs_run",
            "peak_rss_mb", "peak_gpu_mb", "test_sentences_per_second", "status", "run_dir")
 
 
@@ -44,12 +47,12 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     done = df[df.status == "done"].copy()
     if done.empty:
         return pd.DataFrame()
-    for col in (*METRICS, *RMETRICS, "trainable_params", "train_seconds", "peak_rss_mb", "peak_gpu_mb",
+    for col in (*BOARD, "trainable_params", "train_seconds", "peak_rss_mb", "peak_gpu_mb",
                 "test_sentences_per_second"):
         done[col] = pd.to_numeric(done[col], errors="coerce")
     done["task"] = done["task"].astype(object).fillna("classification")
     g = done.groupby(["dataset", "method", "backbone"], sort=False)
-    s = g[list(METRICS + RMETRICS)].agg(["mean", "std"])
+    s = g[list(BOARD)].agg(["mean", "std"])
     s.columns = [f"{m}_{a}" for m, a in s.columns]
     s = s.join(g.agg(seeds=("seed", "count"), task=("task", "first"), trainable_params=("trainable_params", "first"),
                      train_seconds=("train_seconds", "mean"), peak_rss_mb=("peak_rss_mb", "max"),
@@ -72,50 +75,34 @@ def render(grid, df: pd.DataFrame, s: pd.DataFrame, command: str) -> str:
         return "\n".join(lines + ["No cell has finished yet.", ""])
     gpu = s.peak_gpu_mb.notna().any()
     for ds in grid.datasets:
-        part = s[s.dataset == ds].sort_values("accuracy_mean", ascending=False)
-        if part.empty:
-            continue
-        if (part.task == "regression").any():
-            lines += _regression_table(ds, part.sort_values("mse_mean"), gpu)
-            continue
-        lines += [f"## {ds}", "",
-                  "| method | backbone | seeds | accuracy | macro-F1 | weighted-F1 | trainable params | train s | "
-                  "peak RSS MiB |" + (" peak GPU MiB |" if gpu else "") + " test sentences/s |",
-                  "|---|---|---|---|---|---|---|---|---|" + ("---|" if gpu else "") + "---|"]
-        for _, r in part.iterrows():
-            n = int(r.seeds)
-            lines.append(f"| {r.method} | {r.backbone} | {n} | {_pm(r.accuracy_mean, r.accuracy_std, n)} | "
-                         f"{_pm(r.macro_f1_mean, r.macro_f1_std, n)} | {_pm(r.weighted_f1_mean, r.weighted_f1_std, n)} | "
-                         f"{int(r.trainable_params):,} | {r.train_seconds:.0f} | {r.peak_rss_mb:.0f} |"
-                         + (f" {r.peak_gpu_mb:.0f} |" if gpu else "") + f" {r.infer:.0f} |")
-        anchors = anchors_for(ds)
-        if anchors:
-            lines += ["", "Published anchors (not run here):", ""]
-            lines += [f"- {a.system}: {a.metric.replace('_', '-')} {a.value:.4f}. {a.source}; {a.note}."
-                      for a in anchors]
-        lines.append("")
+        part = s[s.dataset == ds]
+        if not part.empty:
+            lines += _table(ds, part, gpu)
     lines += ["![accuracy vs train time](accuracy_vs_time.png) ![accuracy vs trainable parameters]"
               "(accuracy_vs_params.png)", ""]
     return "\n".join(lines)
 
 
-def _regression_table(ds: str, part: pd.DataFrame, gpu: bool) -> list[str]:
-    """A regression dataset's rows (best MSE first) and its published anchors."""
-    lines = [f"## {ds} (regression)", "",
-             "| method | backbone | seeds | MSE | RMSE | R² | Pearson | Spearman | sign accuracy | trainable params | "
-             "train s | peak RSS MiB |" + (" peak GPU MiB |" if gpu else "") + " test sentences/s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if gpu else "") + "---|"]
+def _table(ds: str, part: pd.DataFrame, gpu: bool) -> list[str]:
+    """A dataset's rows, best first by its task's first board metric, and its published anchors."""
+    kind = get_task(part.task.iloc[0])
+    board = kind.board
+    part = part.sort_values(f"{board[0][0]}_mean", ascending=not kind.greater_is_better)
+    lines = [f"## {ds}" + ("" if kind.name == "classification" else f" ({kind.name})"), "",
+             "| method | backbone | seeds | " + " | ".join(h for _, h in board) + " | trainable params | train s | "
+             "peak RSS MiB |" + (" peak GPU MiB |" if gpu else "") + " test sentences/s |",
+             "|---|---|---|" + "---|" * len(board) + "---|---|---|" + ("---|" if gpu else "") + "---|"]
     for _, r in part.iterrows():
         n = int(r.seeds)
-        cells = " | ".join(_pm(r[f"{m}_mean"], r[f"{m}_std"], n) for m in RMETRICS)
+        cells = " | ".join(_pm(r[f"{m}_mean"], r[f"{m}_std"], n) for m, _ in board)
         lines.append(f"| {r.method} | {r.backbone} | {n} | {cells} | {int(r.trainable_params):,} | "
                      f"{r.train_seconds:.0f} | {r.peak_rss_mb:.0f} |" + (f" {r.peak_gpu_mb:.0f} |" if gpu else "")
                      + f" {r.infer:.0f} |")
     anchors = anchors_for(ds)
     if anchors:
-        lines += ["", "Published results (not run here; other splits, see each note):", ""]
-        lines += [f"- {a.system}: {a.metric.upper() if a.metric == 'mse' else a.metric.replace('r2', 'R²')} "
-                  f"{a.value:.2f}. {a.source}; {a.note}." for a in anchors]
+        lines += ["", "Published anchors (not run here; each note says its split):", ""]
+        lines += [f"- {a.system}: {dict(BOARD).get(a.metric, a.metric.replace('_', '-'))} {a.value:.4f}. "
+                  f"{a.source}; {a.note}." for a in anchors]
     return lines + [""]
 
 
@@ -127,14 +114,14 @@ def plot(s: pd.DataFrame, x: str, xlabel: str, path: Path) -> None:
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.6), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
         part = s[s.dataset == ds]
-        y = "r2" if (part.task == "regression").any() else "accuracy"  # a regression dataset: R² (higher is better)
+        y, ylabel = get_task(part.task.iloc[0]).plot_metric  # accuracy; R² for a score (higher is better)
         for _, r in part.iterrows():
             ax.errorbar(max(r[x], 1e-3), r[f"{y}_mean"], yerr=0 if pd.isna(r[f"{y}_std"]) else r[f"{y}_std"],
                         marker="o", capsize=3, label=r.method if len(set(part.backbone)) == 1
                         else f"{r.method} / {r.backbone}")
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("test R²" if y == "r2" else "test accuracy")
+        ax.set_ylabel(ylabel)
         ax.set_title(ds, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)

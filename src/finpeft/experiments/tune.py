@@ -108,9 +108,9 @@ def tune(recipe_path: str | None, overrides: list[str], n_trials: int, output: s
     from optuna.trial import TrialState
     base = load_recipe(recipe_path, overrides)
     from finpeft.data.catalog import task_of
-    if task_of(base.data) == "regression":
-        raise FinpeftError("finpeft tune maximises the valid macro-F1: a regression recipe is not supported yet; compare regression set-ups "
-                           "with finpeft bench (it reports MSE / R²)")
+    if (task := task_of(base.data)) != "classification":
+        raise FinpeftError(f"finpeft tune maximises the valid macro-F1: a {task} recipe is not supported yet; compare {task} set-ups "
+                           "with finpeft bench (it reports each task's metrics)")
     if not base.search:
         raise FinpeftError("the recipe has no search: section (e.g. search: {train.lr: {type: float, low: 1.0e-5, "
                            "high: 1.0e-3, log: true}})")

@@ -220,7 +220,8 @@ def export_onnx(run_dir: str | Path, output: str | Path | None = None, quantize:
     if parity_rows:
         if parity_data is None:  # the run's own test split, with its columns and encoding
             parity_data = run_data(run_dir) or "fpb"
-        _dataset_rows(parity_data, "test", 1)  # a bad --parity-data fails now, not after the export
+        from finpeft.tasks import get_task
+        _dataset_rows(parity_data, "test", 1, get_task(info.get("task")), info)  # a bad --parity-data fails now
     out = Path(output) if output else run_dir / ("onnx-int8" if quantize else "onnx")
     if out.exists() and not _is_export(out):  # never delete what is not ours to replace
         raise FinpeftError(f"{out}: exists and is not an ONNX export folder; pick another --output")
@@ -289,13 +290,15 @@ def run_data(run_dir: str | Path) -> dict:
     return dict((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("data") or {})
 
 
-def _dataset_rows(data: str | dict, split: str, rows: int):
+def _dataset_rows(data: str | dict, split: str, rows: int, kind, info: dict):
     from finpeft.data import load_dataset_splits
     from finpeft.core.recipe import validate_recipe
     if split not in ("train", "valid", "test"):
         raise FinpeftError(f"split must be train, valid or test, not {split!r}")
     tree = {"dataset": data} if isinstance(data, str) else {k: v for k, v in data.items() if k != "mix"}
     cfg = validate_recipe({"data": tree}, "--parity-data").data
+    if cfg.task is None:  # rows read as the run's task reads them
+        cfg = cfg.model_copy(update={"task": kind.name, **kind.data_config(info, cfg)})
     return getattr(load_dataset_splits(cfg), split).iloc[:rows]
 
 
@@ -305,42 +308,20 @@ def _data_name(data: str | dict) -> str:
 
 def parity(run_dir: str | Path, onnx_dir: str | Path, dataset: str | dict = "fpb", split: str = "test", rows: int = 256,
            batch_size: int = 64, torch_model=None) -> dict:
-    """Torch vs ONNX predictions on the first `rows` rows of a dataset split: argmax agreement, the largest
-    probability difference, and each side's accuracy (rows whose gold label the model knows)."""
+    """Torch vs ONNX predictions on the first `rows` rows of a dataset split, as the run's task compares them:
+    argmax agreement + the largest probability difference + each side's accuracy (classification), the
+    same sign band + the largest score difference + each side's MSE (regression), the same label set
+    (multilabel)."""
     from finpeft.inference.artifacts import read_run_info
-    from finpeft.data.batching import predict_proba
+    from finpeft.data.batching import predict_outputs
+    from finpeft.tasks import get_task
     run_dir, onnx_dir = Path(run_dir), Path(onnx_dir)
     info = read_run_info(run_dir)
-    df = _dataset_rows(dataset, split, rows)
+    kind = get_task(info.get("task"))
+    df = _dataset_rows(dataset, split, rows, kind, info)
     texts = df["text"].tolist()
     tokenizer, model = torch_model or load_torch_model(run_dir, info)
-    if info.get("task") == "regression":
-        return _score_parity(info, df, model, tokenizer, onnx_dir, batch_size, _data_name(dataset), split)
-    p_torch = predict_proba(model, tokenizer, texts, info["max_length"], batch_size)
-    p_onnx = OnnxClassifier(onnx_dir).predict_proba(texts, info["max_length"], batch_size)
-    ids = {l: i for i, l in enumerate(info["labels"])}
-    known = df["label"].isin(ids).to_numpy()
-    gold = np.array([ids.get(l, -1) for l in df["label"]])
-
-    def acc(p):
-        return round(float((p.argmax(1) == gold)[known].mean()), 6) if known.any() else None
-
+    ref = predict_outputs(model, tokenizer, texts, info["max_length"], batch_size, kind.output)
+    got = OnnxClassifier(onnx_dir).predict_outputs(texts, info["max_length"], batch_size, kind.output)
     return {"dataset": _data_name(dataset), "split": split, "rows": len(texts),
-            "agreement": round(float((p_torch.argmax(1) == p_onnx.argmax(1)).mean()), 6),
-            "max_abs_prob_diff": float(np.abs(p_torch - p_onnx).max()) if len(texts) else 0.0,
-            "torch_accuracy": acc(p_torch), "onnx_accuracy": acc(p_onnx)}
-
-
-def _score_parity(info, df, model, tokenizer, onnx_dir, batch_size, name, split) -> dict:
-    """A regression export: agreement = the share of rows whose score lands in the same sign band (negative /
-    neutral / positive) both ways, plus the largest score difference and each side's MSE."""
-    from finpeft.data.batching import predict_outputs
-    from finpeft.data.regression import sign_band
-    texts, t = df["text"].tolist(), info["target"]
-    s_torch = predict_outputs(model, tokenizer, texts, info["max_length"], batch_size)[:, 0] * t["std"] + t["mean"]
-    s_onnx = OnnxClassifier(onnx_dir).predict_outputs(texts, info["max_length"], batch_size)[:, 0] * t["std"] + t["mean"]
-    y = df["label"].to_numpy(dtype=float)
-    return {"dataset": name, "split": split, "rows": len(texts),
-            "agreement": round(float((sign_band(s_torch) == sign_band(s_onnx)).mean()), 6) if len(texts) else 1.0,
-            "max_abs_score_diff": float(np.abs(s_torch - s_onnx).max()) if len(texts) else 0.0,
-            "torch_mse": round(float(np.mean((s_torch - y) ** 2)), 6), "onnx_mse": round(float(np.mean((s_onnx - y) ** 2)), 6)}
+            **kind.parity(ref, got, df["label"], info)}

@@ -26,6 +26,14 @@ def _require_onnx():
 
 
 
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+NP_ACTIVATIONS = {"raw": lambda z: z, "softmax": _softmax, "sigmoid": lambda z: 1 / (1 + np.exp(-z))}
+
+
 class OnnxClassifier:
     """An exported folder served by onnxruntime on the CPU."""
 
@@ -54,19 +62,16 @@ class OnnxClassifier:
 
     def predict_proba(self, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
         """(n, n_labels) float32 probabilities in input order; batches sorted by length, as predict.predict_proba."""
-        return self.predict_outputs(texts, max_length, batch_size, softmax=True)
+        return self.predict_outputs(texts, max_length, batch_size, "softmax")
 
     def predict_outputs(self, texts: list[str], max_length: int, batch_size: int = 64,
-                        softmax: bool = False) -> np.ndarray:
-        """(n, outputs) in input order: raw outputs (a regression model's standardised score) or softmaxed."""
+                        activation: str = "raw") -> np.ndarray:
+        """(n, outputs) in input order through the task's activation: raw, softmax or sigmoid (as torch's)."""
         from finpeft.data.batching import encoded_batches
         out = np.zeros((len(texts), self.n_labels), dtype=np.float32)
         if self.int8:  # see INT8_BATCH
             batch_size = min(batch_size, INT8_BATCH)
         for idx, enc in encoded_batches(self.tokenizer, texts, max_length, batch_size, "np"):
             logits = self.session.run(None, {n: enc[n].astype(np.int64) for n in self.inputs})[0].astype(np.float64)
-            if softmax:
-                e = np.exp(logits - logits.max(1, keepdims=True))
-                logits = e / e.sum(1, keepdims=True)
-            out[idx] = logits
+            out[idx] = NP_ACTIVATIONS[activation](logits)
         return out

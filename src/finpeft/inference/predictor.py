@@ -13,8 +13,11 @@ import pandas as pd
 
 from finpeft.inference.artifacts import load_model as _load_model, read_run_info  # noqa: F401
 from finpeft.models.cache import model_fingerprint  # noqa: F401  (re-exported)
-from finpeft.data.batching import length_sorted_batches, predict_proba  # noqa: F401  (re-exported)
+from finpeft.data.batching import length_sorted_batches, predict_outputs, predict_proba  # noqa: F401  (re-exported)
 from finpeft.errors import FinpeftError
+from finpeft.tasks import get_task
+from finpeft.tasks.classification import score as polarity_score
+from finpeft.tasks.labels import infer_polarity
 
 
 class Predictor:
@@ -29,13 +32,13 @@ class Predictor:
         self.label_names: dict[str, str] = self.info.get("label_names") or {}
         self.display_labels = [self.label_names.get(l, l) for l in self.labels]
         # score = sum of P(class) x polarity; None: the classes have no polarity and predictions carry no score
-        from finpeft.data.text import infer_polarity
         given = self.info.get("label_polarity")
         self.polarity = infer_polarity(self.labels) if given is None else (given or None)
         self.max_length = self.info["max_length"]
         self.batch_size = batch_size
-        # "regression": one output, a score (run.json `target`: the training scores' mean/std it was trained on)
+        # what the run predicts (finpeft.tasks, or an LLM run's "generation"); `kind` owns the differences
         self.task: str = self.info.get("task", "classification")
+        self.kind = None if self.task == "generation" else get_task(self.task)
         self._torch = torch
         self.onnx = self.llm = None
         if self.info["artifact"] == "llm":  # a `finpeft llm train` run: its first task, through the LLM scorer
@@ -78,18 +81,23 @@ class Predictor:
     def predict_proba(self, texts: list[str] | str) -> np.ndarray:
         """(n, n_labels) class probabilities. A bare string is one text; an empty text is a ValueError."""
         texts = as_texts(texts)
-        if self.task in ("regression", "generation"):
+        if self.kind is None or not self.kind.classes:
             raise TypeError(f"{self.run_dir} is a {self.task} run: it has no class probabilities; use predict()"
-                            + (" or predict_scores()" if self.task == "regression" else ""))
+                            + ("" if self.kind is None else " or predict_scores()"))
+        return self.outputs(texts)
+
+    def outputs(self, texts: list[str]) -> np.ndarray:
+        """(n, k) the model's outputs through its task's activation: class probabilities (softmax), per-label
+        probabilities (multilabel: sigmoid), a standardised score (regression); an ensemble's weighted mean."""
         if self.llm is not None:  # constrained label scoring: P(each label's verbaliser | prompt), normalised
             frame = self.llm.predict(texts, self.llm.adapters[0])
             return frame[[f"p_{l}" for l in self.labels]].to_numpy(dtype=np.float32)
         if self.members:
-            parts = [m.predict_proba(texts)[:, [m.labels.index(l) for l in self.labels]] for m in self.members]
+            parts = [m.outputs(texts)[:, [m.labels.index(l) for l in self.labels]] for m in self.members]
             return np.tensordot(self.weights / self.weights.sum(), np.stack(parts), axes=1).astype(np.float32)
         if self.onnx is not None:
-            return self.onnx.predict_proba(texts, self.max_length, self.batch_size)
-        return predict_proba(self.model, self.tokenizer, texts, self.max_length, self.batch_size)
+            return self.onnx.predict_outputs(texts, self.max_length, self.batch_size, self.kind.output)
+        return predict_outputs(self.model, self.tokenizer, texts, self.max_length, self.batch_size, self.kind.output)
 
     def _text_tokenizer(self):
         """The tokenizer that cuts the texts (None for an LLM run: its prompts, not the texts, are cut)."""
@@ -109,48 +117,28 @@ class Predictor:
         """(n,) float scores: a regression run's predicted target; a classifier's P(positive) - P(negative)
         (see `score`; NaN where its classes have no polarity)."""
         texts = as_texts(texts)
-        if self.task != "regression":
+        scores = getattr(self.kind, "scores", None)  # a task that predicts a number (regression)
+        if scores is None:
             return self.score(self.predict_proba(texts))
         if self.members:
-            raise FinpeftError(f"{self.run_dir}: ensembles of regression runs are not supported")
-        if self.onnx is not None:
-            raw = self.onnx.predict_outputs(texts, self.max_length, self.batch_size)
-        else:
-            from finpeft.data.batching import predict_outputs
-            raw = predict_outputs(self.model, self.tokenizer, texts, self.max_length, self.batch_size)
-        t = self.info["target"]
-        return (raw[:, 0].astype(np.float64) * t["std"] + t["mean"]).astype(np.float32)
+            raise FinpeftError(f"{self.run_dir}: ensembles of {self.task} runs are not supported")
+        return scores(self.outputs(texts), self)
 
     def score(self, probs: np.ndarray, labels: list[str] | None = None) -> np.ndarray:
         """(n,) the sum of each class's probability x its polarity: P(positive) - P(negative) for sentiment;
         NaN (no score) where the classes have no polarity (run.json label_polarity, data.label_polarity)."""
-        from finpeft.data.text import infer_polarity
         polarity = self.polarity if labels is None or list(labels) == self.labels else infer_polarity(labels)
-        out = np.zeros(len(probs), dtype=np.float32)
-        if not polarity:
-            return out + np.float32("nan")
-        col = {l: i for i, l in enumerate(labels or self.labels)}
-        for label, weight in polarity.items():  # -P(neg) + P(pos): bit for bit the old P(pos) - P(neg)
-            if weight:
-                out = out + np.float32(weight) * probs[:, col[label]].astype(np.float32)
-        return out
+        return polarity_score(probs, polarity, list(labels or self.labels))
 
     def predict(self, texts: list[str] | str, task: str | None = None) -> list[dict]:
-        """One dict per text: label, probabilities, score (a regression run: the score alone; a generation task:
-        the text). A bare string is one text (a list of one comes back). `task`: one of `self.tasks` (an LLM run
-        answers any task it was trained on; default: its first)."""
+        """One dict per text, as the run's task answers: label, probabilities, score (classification); the
+        score alone (regression); labels, probabilities (multilabel); the text (an LLM generation task). A bare
+        string is one text (a list of one comes back). `task`: one of `self.tasks` (an LLM run answers any task
+        it was trained on; default: its first)."""
         name = self.check_task(task)["name"]
         if self.llm is not None:
             return self._llm_predict(as_texts(texts), self.llm_tasks[name])
-        if self.task == "regression":
-            return [{"score": round(float(s), 6)} for s in self.predict_scores(texts)]
-        return self._labelled(self.predict_proba(texts), self.display_labels, self.labels)
-
-    def _labelled(self, probs: np.ndarray, names: list[str], canonical: list[str]) -> list[dict]:
-        """names: the labels as shown (the user's spelling); canonical: the same in finpeft's names (for score)."""
-        scores = self.score(probs, canonical)
-        return [{"label": names[int(p.argmax())], "probabilities": {l: round(float(v), 6) for l, v in zip(names, p)},
-                 "score": None if np.isnan(s) else round(float(s), 6)} for p, s in zip(probs, scores)]
+        return self.kind.records(self.outputs(as_texts(texts)), self)
 
     def _llm_predict(self, texts: list[str], task) -> list[dict]:
         """An LLM task: constrained label scoring (classification) or generated text."""
@@ -158,7 +146,10 @@ class Predictor:
         if not task.choices:
             return [{"text": str(t)} for t in frame["prediction"]]
         labels = list(task.choices)
-        return self._labelled(frame[[f"p_{l}" for l in labels]].to_numpy(dtype=np.float32), labels, labels)
+        probs = frame[[f"p_{l}" for l in labels]].to_numpy(dtype=np.float32)
+        scores = self.score(probs, labels)
+        return [{"label": labels[int(p.argmax())], "probabilities": {l: round(float(v), 6) for l, v in zip(labels, p)},
+                 "score": None if np.isnan(s) else round(float(s), 6)} for p, s in zip(probs, scores)]
 
     def predict_file(self, src: str | Path, dst: str | Path, text_column: str = "text",
                      chunk_size: int = 2048, progress: bool = True, encoding: str = "auto",
@@ -232,23 +223,17 @@ class Predictor:
         filled = (texts.str.strip() != "").to_numpy()  # policy: an empty text gets no prediction
         if self.llm is not None:  # an LLM run: the task's labels, or its generated answers
             out = self._llm_chunk(chunk, texts, filled, task)
-        elif self.task == "regression":
-            out = self._scored_chunk(chunk, texts, filled)
-        else:
-            out = self._labelled_chunk(chunk, texts, filled)
+        else:  # the run's task names the columns it adds (label + p_* + score, score, labels + p_*)
+            outputs = np.full((len(chunk), len(self.labels)), np.nan, dtype=np.float32)
+            if filled.any():
+                outputs[filled] = self.outputs(texts[filled].tolist())
+            out = chunk.assign(**self.kind.columns(outputs, filled, self, set(chunk.columns)))
         stats = {"empty": int((~filled).sum()), "truncated": 0, "longest": 0}
         tokenizer = self._text_tokenizer() if tokenizer is False else tokenizer
         if tokenizer is not None:
             from finpeft.data.batching import count_truncated
             stats["truncated"], stats["longest"] = count_truncated(tokenizer, texts[filled].tolist(), self.max_length)
         return out, stats
-
-    def _scored_chunk(self, chunk: pd.DataFrame, texts: pd.Series, filled: np.ndarray) -> pd.DataFrame:
-        scores = np.full(len(chunk), np.nan, dtype=np.float32)
-        if filled.any():
-            scores[filled] = self.predict_scores(texts[filled].tolist())
-        out_col = "predicted_score" if "score" in chunk.columns else "score"  # never overwrite gold scores
-        return chunk.assign(**{out_col: scores.round(6)})
 
     def _llm_chunk(self, chunk: pd.DataFrame, texts: pd.Series, filled: np.ndarray, task: str | None) -> pd.DataFrame:
         got = self.predict(texts[filled].tolist(), task=task) if filled.any() else []
@@ -262,16 +247,6 @@ class Predictor:
         return chunk.assign(**{out_col: [p.get("label", "") for p in preds]},
                             **{f"p_{l}": [p["probabilities"][l] if p else np.nan for p in preds] for l in kind["labels"]},
                             score=[p.get("score", np.nan) for p in preds])
-
-    def _labelled_chunk(self, chunk: pd.DataFrame, texts: pd.Series, filled: np.ndarray) -> pd.DataFrame:
-        probs = np.full((len(chunk), len(self.labels)), np.nan, dtype=np.float32)
-        if filled.any():
-            probs[filled] = self.predict_proba(texts[filled].tolist())
-        out_col = "predicted_label" if "label" in chunk.columns else "label"  # never overwrite gold labels
-        return chunk.assign(**{out_col: [self.display_labels[int(p.argmax())] if ok else ""
-                                         for p, ok in zip(probs, filled)]},
-                            **{f"p_{l}": probs[:, i].round(6) for i, l in enumerate(self.display_labels)},
-                            score=self.score(probs).round(6))
 
 
 def _resume_point(tmp: Path, record: Path, job: dict) -> dict:

@@ -70,6 +70,14 @@ class Task(BaseModel):
     def is_classification(self) -> bool:
         return self.choices is not None
 
+    @property
+    def kind(self) -> str:
+        """The task in finpeft.tasks' vocabulary (run.json, results.csv): classification (choices), regression
+        (a number is generated: metrics [regression]), else generation (free text)."""
+        if self.is_classification:
+            return "classification"
+        return "regression" if "regression" in self.metrics else "generation"
+
     def answer(self, row: dict) -> str:
         if self.choices:
             return self.choices[row[self.label_column]]

@@ -61,7 +61,7 @@ def number_metrics(predictions: list[str], references: list[str]) -> dict:
     """A regression task answered in words: the first number of each answer, scored by MSE / RMSE / MAE / R² /
     Pearson / Spearman / sign accuracy on the answers that hold one; answers without a number are counted
     (`unparseable`) and, in `mse_all`, scored as 0 (the neutral middle of a signed score)."""
-    from finpeft.data.regression import regression_metrics
+    from finpeft.report.regression import regression_metrics
     parsed = [parse_number(p) for p in predictions]
     y = np.array([float(r) for r in references])
     ok = np.array([v is not None for v in parsed])
@@ -74,14 +74,19 @@ def number_metrics(predictions: list[str], references: list[str]) -> dict:
     return out
 
 
+def _mean_of(score):
+    return lambda predictions, references: {score.__name__: float(np.mean([score(p, r) for p, r in
+                                                                          zip(predictions, references)]))}
+
+
+# an LLM task's `metrics:` names -> the function that scores its answers ("regression": a number is generated)
+TEXT_SCORERS = {"regression": number_metrics, "rouge": rouge,
+                "exact_match": _mean_of(exact_match), "token_f1": _mean_of(token_f1)}
+
+
 def text_metrics(predictions: list[str], references: list[str], which: list[str]) -> dict:
     out = {"n": len(predictions)}
-    if "regression" in which:
-        out.update(number_metrics(predictions, references))
-    if "rouge" in which:
-        out.update(rouge(predictions, references))
-    if "exact_match" in which:
-        out["exact_match"] = float(np.mean([exact_match(p, r) for p, r in zip(predictions, references)]))
-    if "token_f1" in which:
-        out["token_f1"] = float(np.mean([token_f1(p, r) for p, r in zip(predictions, references)]))
+    for name, scorer in TEXT_SCORERS.items():
+        if name in which:
+            out.update(scorer(predictions, references))
     return out

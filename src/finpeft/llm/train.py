@@ -333,7 +333,7 @@ def _append_results(out: Path, recipe: LLMRecipe, tasks, metrics: dict, info: di
             "date": info["date"], "run_dir": str(out), "dataset": t.dataset or t.name, "split": "test",
             "method": f"llm-{m_name}" if (m_name := recipe.method.name) else "llm", "backbone": recipe.backbone,
             "seed": recipe.seed, "train_seconds": info["train_seconds"], "trainable_params": trainable,
-            "task": "classification" if t.is_classification else ("regression" if "mse" in m else "generation")})
+            "task": t.kind})
 
 
 def render_report(info: dict, metrics: dict) -> str:

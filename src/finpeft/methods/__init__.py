@@ -8,8 +8,9 @@
   optional (MethodSpec supplies the default):
     check(opts)       fail early, before data and model are loaded (default: nothing to check)
     TRAIN_DEFAULTS    train.* values used where the recipe does not set them (default: none)
-    TASKS             the data.task values it supports (default both: "classification", "regression"; a
-                      regression model has one output, trained with MSE on standardised scores)
+    TASKS             the data.task values it supports (default: every task of finpeft.tasks - a regression
+                      model has one output trained with MSE on standardised scores, a multilabel one a sigmoid
+                      per label trained with BCE; transformers' heads and frozen.py's choose the loss by task)
     saved_model(m)    the module to save_pretrained after training (default: the trained model itself)
     adapt_body(model_path, texts, label_ids, opts, recipe, dest, say) -> str   ("frozen" only)
                       tunes the encoder on the training rows before the head is trained (setfit); the tuned
@@ -31,6 +32,7 @@ from pydantic import ValidationError
 
 from finpeft.errors import FinpeftError
 from finpeft.core.recipe import format_validation_error
+from finpeft.tasks import TASKS as TASK_NAMES
 
 METHODS: dict[str, str] = {
     "full": "finpeft.methods.full",
@@ -73,7 +75,7 @@ class MethodSpec:
     build_head: Callable | None = None
     check: Callable = _no_check
     TRAIN_DEFAULTS: dict = field(default_factory=dict)
-    TASKS: tuple = ("classification", "regression")
+    TASKS: tuple = tuple(TASK_NAMES)
     saved_model: Callable = _as_saved
     ONNX: bool | None = None
     adapt_body: Callable | None = None

@@ -37,15 +37,12 @@ def sentence_vector(tokens: torch.Tensor, mask: torch.Tensor, kind: str) -> torc
     return tokens[:, 0] if kind == "cls" else masked_mean(tokens, mask)
 
 
-def _output(head_out: dict, labels):
+def _output(head_out: dict, labels, task: str):
+    """The head's logits and, when training, its task's loss (cross-entropy, MSE on a standardised score, BCE)."""
     from transformers.modeling_outputs import SequenceClassifierOutput
+    from finpeft.tasks import get_task
     logits = head_out["logits"]
-    if labels is None:
-        loss = None
-    elif logits.shape[-1] == 1:  # regression: one output, a standardised score
-        loss = nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
-    else:
-        loss = nn.functional.cross_entropy(logits, labels)
+    loss = None if labels is None else get_task(task).loss(logits, labels)
     return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
@@ -54,10 +51,10 @@ class FrozenHeadConfig(PretrainedConfig):
     model_type = "finpeft-frozen-head"
 
     def __init__(self, method: str = "head", options: dict | None = None, hidden_size: int = 384,
-                 sentence_vector: str = "mean", **kwargs):
+                 sentence_vector: str = "mean", task: str = "classification", **kwargs):
         super().__init__(**kwargs)
         self.method, self.options, self.hidden_size = method, dict(options or {}), hidden_size
-        self.sentence_vector = sentence_vector
+        self.sentence_vector, self.task = sentence_vector, task  # task: finpeft.tasks, whose loss trains the head
         self.use_cache = False
 
 
@@ -86,7 +83,7 @@ class FrozenHeadModel(PreTrainedModel):
         return self.head.inputs
 
     def forward(self, vec, tokens=None, mask=None, labels=None):
-        return _output(self.head(vec, tokens, mask), labels)
+        return _output(self.head(vec, tokens, mask), labels, self.config.task)
 
 
 AutoConfig.register(FrozenHeadConfig.model_type, FrozenHeadConfig, exist_ok=True)
@@ -123,7 +120,7 @@ class FrozenEncoderClassifier(nn.Module):
         return (vec, states, attention_mask) if self.head.inputs == "tokens" else (vec, None, None)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
-        return _output(self.head(*self.head_inputs(input_ids, attention_mask, token_type_ids)), labels)
+        return _output(self.head(*self.head_inputs(input_ids, attention_mask, token_type_ids)), labels, self.config.task)
 
 
 class FeatureCollator:
@@ -134,7 +131,7 @@ class FeatureCollator:
 
     def __call__(self, rows: list[dict]) -> dict:
         idx = [int(r["index"]) for r in rows]
-        labels = torch.tensor([r["labels"] for r in rows])  # class ids, or float scores (regression)
+        labels = torch.tensor([r["labels"] for r in rows])  # the task's targets: class ids, scores, 0/1 vectors
         if self.store.cls is not None:
             return {"vec": self.store.cls[idx].float(), "labels": labels}
         seqs = [self.store.row(i) for i in idx]
@@ -201,6 +198,7 @@ def setup(method, opts, encoder, head, tokenizer, data, label_ids: dict, recipe,
     from transformers import DataCollatorWithPadding
     from finpeft.data.batching import tokenize_frame
     t = recipe.train
+    head.config.task = data.task  # the loss the head trains with (saved in its config.json)
     if not t.feature_cache:
         ds = {s: tokenize_frame(getattr(data, s), tokenizer, label_ids, recipe.model.max_length) for s in ("train", "valid")}
         return FrozenEncoderClassifier(encoder, head), ds, DataCollatorWithPadding(tokenizer)

@@ -1,1 +1,2 @@
-"""Stage 5, reports: metrics and the report.md / plots of a run (classification.py, regression.py)."""
+"""Reports: metrics and the report.md / plots of an evaluation (classification.py, regression.py), below the
+tasks that choose them (finpeft.tasks), so any stage may write one."""

@@ -8,7 +8,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from finpeft.data.regression import regression_metrics
+SIGN_BAND = 0.1  # |score| < 0.1 counts as neutral for the sign accuracy (FinGPT/FinLoRA's 3-class FiQA rule)
+
+
+def sign_band(v):
+    """-1 / 0 / 1: negative, neutral (|score| < SIGN_BAND) or positive."""
+    return np.sign(v) * (np.abs(v) >= SIGN_BAND)
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray, train_mean: float | None = None) -> dict:
+    """MSE, RMSE, MAE, R², Pearson, Spearman, the sign accuracy (negative / neutral / positive bands), and the
+    baseline that always answers the training mean (the floor a model must clear: R² <= 0 is no better)."""
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+    y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    mse = float(mean_squared_error(y, pred))
+    constant = np.ptp(pred) == 0 or np.ptp(y) == 0
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(mean_absolute_error(y, pred)),
+            "r2": float(r2_score(y, pred)),
+            "pearson": float("nan") if constant else float(pearsonr(y, pred)[0]),
+            "spearman": float("nan") if constant else float(spearmanr(y, pred)[0]),
+            "sign_accuracy": float((sign_band(y) == sign_band(pred)).mean()), "n": int(len(y)),
+            "baseline": None if train_mean is None else
+            {"predict": "the training mean", "value": float(train_mean),
+             "mse": float(mean_squared_error(y, np.full_like(y, train_mean))),
+             "r2": float(r2_score(y, np.full_like(y, train_mean)))}}
 
 
 def write_regression_evaluation(out: Path, texts: list[str], y: np.ndarray, pred: np.ndarray, context: dict) -> dict:

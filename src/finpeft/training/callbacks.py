@@ -1,4 +1,4 @@
-"""The Trainer's pieces that finpeft adds: the valid-split metrics (classification, regression), the clock that
+"""The Trainer's pieces that finpeft adds: the clock that
 survives a resume, the step counter, the peak-memory reading."""
 from __future__ import annotations
 
@@ -7,28 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from transformers import TrainerCallback
 
 from finpeft.core.runs import write_atomic
-
-
-def eval_metrics(pred) -> dict:
-    from sklearn.metrics import accuracy_score, f1_score
-    y_pred = np.asarray(pred.predictions).argmax(-1)
-    return {"accuracy": accuracy_score(pred.label_ids, y_pred),
-            "macro_f1": f1_score(pred.label_ids, y_pred, average="macro")}
-
-
-def regression_eval(target):
-    """Valid-split metrics of a regression model, on the score scale (model selection uses the MSE)."""
-    from finpeft.data.regression import regression_metrics
-
-    def metrics(pred) -> dict:
-        y = target.inverse(np.asarray(pred.label_ids).reshape(-1))
-        m = regression_metrics(y, target.inverse(np.asarray(pred.predictions).reshape(-1)))
-        return {k: m[k] for k in ("mse", "r2", "pearson", "sign_accuracy")}
-    return metrics
 
 
 def peak_memory() -> dict:

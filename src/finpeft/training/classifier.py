@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 from finpeft.version import __version__
 from finpeft.models.backbones import load_config, resolve_backbone
-from finpeft.data.batching import predict_outputs, predict_proba, tokenize_frame
+from finpeft.data.batching import predict_outputs, tokenize_frame
 from finpeft.data import load_dataset_splits
 from finpeft.errors import FinpeftError
 from finpeft.methods import checked_method
@@ -21,7 +20,8 @@ from finpeft.methods.common import count_parameters
 from finpeft.core.recipe import Recipe, validate_recipe, with_method_defaults
 from finpeft.core.runs import append_result, default_output, finish, last_checkpoint, partial_dir, prepare, write_atomic
 from finpeft.core.runinfo import write_run_info
-from finpeft.training.callbacks import Clock, StepCounter, eval_metrics, peak_memory, regression_eval
+from finpeft.tasks import get_task
+from finpeft.training.callbacks import Clock, StepCounter, peak_memory
 from finpeft.training.checks import check_data, say_truncation
 from finpeft.training.runtime import _say, _set_threads, _world, precision_args  # noqa: F401  (precision_args: re-exported)
 
@@ -39,7 +39,8 @@ class RunState:
     init_run: Path | None = None
     teacher_train: float | None = None
     data: object = None
-    polarity: dict | None = None
+    task: object = None  # finpeft.tasks: what differs between classification, regression, multilabel
+    task_info: dict = field(default_factory=dict)  # the run.json entries the task adds (e.g. label_polarity)
     sizes: dict = field(default_factory=dict)
     out: Path | None = None
     work: Path | None = None
@@ -69,10 +70,6 @@ class RunState:
     @property
     def frozen(self) -> bool:
         return self.method.ARTIFACT == "frozen"
-
-    @property
-    def regression(self) -> bool:
-        return self.data.task == "regression"
 
 
 def train(recipe: Recipe, output: str | Path | None = None, overwrite: bool = False, resume: bool = False,
@@ -134,9 +131,10 @@ def plan(recipe: Recipe, output, overwrite: bool, resume: bool, load_teacher) ->
     if recipe.model.init_from:  # intermediate-task transfer: that run's fine-tuned weights, not the raw backbone
         s.model_path, s.init_run, init_labels = init_weights(recipe.model.init_from, recipe.model.backbone, again, _say)
     s.data = data = load_dataset_splits(recipe.data)
+    s.task = get_task(data.task)
     if s.init_run is not None and not s.frozen:  # a frozen method keeps the encoder, not the head
         check_init_labels(s.init_run, init_labels, data.labels, data.task)
-    s.polarity = check_data(data, recipe, s.method, _say)
+    s.task_info = check_data(data, recipe, s.method, s.task, _say)
     s.sizes = data.sizes()  # as loaded: a few-label set has valid 0
     if data.valid_from_train:  # the Trainer's per-epoch evaluation reads the training rows; selection is off
         data.valid = data.train
@@ -163,11 +161,7 @@ def build(s: RunState, load_teacher) -> None:
     _say(f"{data.name}: train/valid/test = {s.sizes} | method {recipe.method.name} | backbone "
          f"{recipe.model.backbone} | {threads} threads x {_world()[1]} process(es) | working in {s.work}")
     s.tokenizer = AutoTokenizer.from_pretrained(s.model_path, trust_remote_code=recipe.model.trust_remote_code)
-    if s.regression:  # scores are standardised on the training rows; predictions are mapped back
-        from finpeft.data.regression import Standardiser
-        s.label_ids = Standardiser(data.train["label"])
-    else:
-        s.label_ids = {l: i for i, l in enumerate(data.labels)}
+    s.label_ids = s.task.targets(data)  # label -> model target (class id, standardised score, 0/1 vector)
     s.base_path = s.model_path
     if method.adapt_body is not None:  # e.g. setfit: the encoder is tuned on the training rows first
         began = time.perf_counter()
@@ -224,8 +218,8 @@ def fit(s: RunState, resume: bool, callbacks: list | None) -> None:
         gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr, weight_decay=t.weight_decay,
         warmup_steps=t.warmup_ratio, lr_scheduler_type=t.scheduler, label_smoothing_factor=t.label_smoothing,
         max_grad_norm=t.max_grad_norm, eval_strategy="epoch", save_strategy="epoch", save_total_limit=1,
-        load_best_model_at_end=not data.valid_from_train, metric_for_best_model="mse" if s.regression else "macro_f1",
-        greater_is_better=not s.regression,
+        load_best_model_at_end=not data.valid_from_train, metric_for_best_model=s.task.select_metric,
+        greater_is_better=s.task.greater_is_better,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         logging_steps=t.logging_steps, report_to=t.report_to, seed=s.recipe.seed,
         disable_tqdm=not (sys.stderr.isatty() if t.progress_bar is None else t.progress_bar),
@@ -259,7 +253,7 @@ def fit(s: RunState, resume: bool, callbacks: list | None) -> None:
         extra.update(rdrop_alpha=t.rdrop_alpha)
     s.trainer = trainer_cls(
         model=s.model, args=args, train_dataset=s.ds["train"], eval_dataset=s.ds["valid"], data_collator=s.collator,
-        compute_metrics=regression_eval(s.label_ids) if s.regression else eval_metrics, callbacks=callbacks, **extra)
+        compute_metrics=s.task.valid_metrics(s.label_ids), callbacks=callbacks, **extra)
     started = time.perf_counter()
     s.trainer.train(resume_from_checkpoint=last_checkpoint(s.out) if resume else None)
     s.trainer_seconds = time.perf_counter() - started
@@ -279,12 +273,16 @@ def _scorer(s: RunState):
 def evaluate_test(s: RunState, command: str | None) -> dict:
     """The test split (and a data.mix's other test splits), rank 0 only, through the same scorer
     `finpeft.load().predict` uses (Trainer.predict would return rows in its length-grouped order)."""
-    from finpeft.report.classification import write_evaluation
-    recipe, data, t = s.recipe, s.data, s.recipe.train
+    recipe, data, t, task = s.recipe, s.data, s.recipe.train, s.task
     scorer = _scorer(s)
+
+    def outputs(df):
+        return predict_outputs(scorer, s.tokenizer, df["text"].tolist(), recipe.model.max_length, t.eval_batch_size,
+                               task.output)
+    # a task that picks a cut on valid (multilabel thresholds) does it here, never on test
+    s.label_ids = task.calibrate(s.label_ids, lambda: outputs(data.valid), None if data.valid_from_train else data.valid)
     scored = time.perf_counter()
-    probs = predict_outputs(scorer, s.tokenizer, data.test["text"].tolist(), recipe.model.max_length,
-                            t.eval_batch_size, softmax=not s.regression)
+    probs = outputs(data.test)
     infer_rate = len(data.test) / (time.perf_counter() - scored)
     context = {"dataset": data.name, "split": "test", "method": recipe.method.name,
                "backbone": recipe.model.backbone, "seed": recipe.seed, "command": command,
@@ -294,7 +292,7 @@ def evaluate_test(s: RunState, command: str | None) -> dict:
                **({"body_seconds": round(s.body_seconds, 2)} if s.method.adapt_body else {}),
                "resumed_seconds_before": round(s.clock.before, 2) or None,
                "epochs_run": round(s.trainer.state.epoch, 3),
-               ("best_valid_mse" if s.regression else "best_valid_macro_f1"): s.trainer.state.best_metric,
+               f"best_valid_{task.select_metric}": s.trainer.state.best_metric,
                "test_sentences_per_second": round(infer_rate, 1), **peak_memory(),
                **({"distilled_from": t.distill_from, "teacher_seconds": s.teacher_seconds, "transfer": s.transfer,
                    "teacher_train_seconds": s.teacher_train} if t.distill_from else {}),
@@ -302,23 +300,17 @@ def evaluate_test(s: RunState, command: str | None) -> dict:
                "sizes": s.sizes, "processes": _world()[1], "label_names": data.label_names or None,
                "notes": data.notes, "finpeft_version": __version__,
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    if s.regression:
-        from finpeft.report.regression import write_regression_evaluation
-        y = data.test["label"].to_numpy(dtype=float)
-        return write_regression_evaluation(s.work, data.test["text"].tolist(), y, s.label_ids.inverse(probs[:, 0]),
-                                           {**context, "task": "regression", "train_mean": s.label_ids.mean})
-    y = np.array([s.label_ids[l] for l in data.test["label"]])
-    if data.extra_tests:  # data.mix: every mixed dataset's own test split, scored by the same model
+    info = {"labels": data.labels, **task.run_info(s.label_ids)}
+    if data.extra_tests:  # data.mix (classification): every mixed dataset's own test split, by the same model
         from finpeft.report.classification import classification_metrics
-        own = classification_metrics(y, probs, data.labels)
-        context["per_dataset"] = {data.name: {k: own[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")}}
+        own = classification_metrics(task.gold(data.test, s.label_ids), probs, data.labels)
+        keys = ("accuracy", "macro_f1", "weighted_f1", "n")
+        context["per_dataset"] = {data.name: {k: own[k] for k in keys}}
         for name, df in data.extra_tests.items():
-            p_extra = predict_proba(scorer, s.tokenizer, df["text"].tolist(), recipe.model.max_length, t.eval_batch_size)
-            m = write_evaluation(s.work / "eval" / f"{name}-test", df["text"].tolist(),
-                                 np.array([s.label_ids[l] for l in df["label"]]), p_extra, data.labels,
-                                 {**context, "dataset": name, "per_dataset": None})
-            context["per_dataset"][name] = {k: m[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")}
-    return write_evaluation(s.work, data.test["text"].tolist(), y, probs, data.labels, context)
+            m = task.evaluate(s.work / "eval" / f"{name}-test", df["text"].tolist(), df["label"], outputs(df), info,
+                              {**context, "dataset": name, "per_dataset": None})
+            context["per_dataset"][name] = {k: m[k] for k in keys}
+    return task.evaluate(s.work, data.test["text"].tolist(), data.test["label"], probs, info, context)
 
 
 def save(s: RunState) -> None:
@@ -331,20 +323,18 @@ def save(s: RunState) -> None:
         s.head.save_pretrained(model_dir)  # a FrozenHeadModel: config.json + model.safetensors, the head alone
     if s.frozen and t.inspect:
         from finpeft.training.inspection import inspect_frozen
-        y = data.test["label"].to_numpy(dtype=float) if s.regression else \
-            np.array([s.label_ids[l] for l in data.test["label"]])
+        y = s.task.gold(data.test, s.label_ids)
         inspect_frozen(_scorer(s), s.tokenizer, data.test["text"].tolist(), y, data.labels, work,
                        recipe.model.max_length, t.eval_batch_size, seed=recipe.seed, method=recipe.method.name)
     if not s.frozen:  # a method may save something else than what it trained (scratch methods: LoRA merged)
         s.method.saved_model(s.trainer.model).save_pretrained(model_dir)
     s.tokenizer.save_pretrained(model_dir)
-    regression = s.regression
     run_info = {"finpeft_version": __version__, "artifact": s.method.ARTIFACT, "method": recipe.method.name,
                 "backbone": recipe.model.backbone, "backbone_path": s.base_path, "labels": data.labels,
                 **({"init_from": str(s.init_run.resolve())} if s.init_run is not None else {}),
-                "label_names": data.label_names, **({} if regression else {"label_polarity": s.polarity or {}}),
+                "label_names": data.label_names, **s.task_info,
                 "max_length": recipe.model.max_length, "trust_remote_code": recipe.model.trust_remote_code,
-                **({"task": "regression", "target": s.label_ids.to_dict()} if regression else {})}
+                "task": s.task.name, **s.task.run_info(s.label_ids)}
     write_run_info(work, run_info)
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     (work / "elapsed.json").unlink(missing_ok=True)
@@ -352,18 +342,6 @@ def save(s: RunState) -> None:
 
 
 def _summarise(s: RunState, metrics: dict) -> None:
-    saved = f"run saved to {s.out} (report: {s.out / 'report.md'}; results row appended to {s.results})"
-    if s.regression:
-        from finpeft.report.regression import summary_lines
-        for line in summary_lines(metrics, s.train_seconds):
-            _say(line)
-        _say(saved)
-        return
-    _say(f"test accuracy {metrics['accuracy']:.4f} | macro-F1 {metrics['macro_f1']:.4f} | weighted-F1 "
-         f"{metrics['weighted_f1']:.4f} | ECE {metrics['ece']:.4f} | train {s.train_seconds:.0f}s")
-    b = metrics["baseline"]
-    _say(f"majority-class baseline (always '{b['label']}'): accuracy {b['accuracy']:.4f} | macro-F1 {b['macro_f1']:.4f}")
-    from finpeft.report.classification import warnings_for
-    for w in warnings_for(metrics):
-        _say(f"warning: {w}")
-    _say(saved)
+    for line in s.task.summary(metrics, s.train_seconds):
+        _say(line)
+    _say(f"run saved to {s.out} (report: {s.out / 'report.md'}; results row appended to {s.results})")

@@ -84,8 +84,12 @@ def _schemas(s: ServeSettings):
                                                                    "default: its first")))
 
     class Prediction(BaseModel):
-        label: str | None = Field(None, description="The predicted class (null for regression and generation)")
-        probabilities: dict[str, float] | None = Field(None, description="Class probabilities (classification)")
+        label: str | None = Field(None, description="The predicted class (null for regression, multilabel and "
+                                  "generation)")
+        labels: list[str] | None = Field(None, description="The labels that apply (a multilabel run; absent for the "
+                                         "other tasks)", exclude_if=lambda v: v is None)
+        probabilities: dict[str, float] | None = Field(None, description="Class probabilities (classification), "
+                                                       "each label's probability (multilabel)")
         score: float | None = Field(None, description="A regression model's predicted score; a classifier's "
                                     "sum of P(class) x its polarity, P(positive) - P(negative) for sentiment; "
                                     "null where the classes have no polarity, and for text")
