@@ -192,7 +192,7 @@ def test_a_task_is_one_module_and_one_registry_line():
     for name in TASKS:
         task = get_task(name)
         assert task.name == name and TASKS[name] == f"finpeft.tasks.{name}"
-        missing = [m for m in ("prepare", "strata", "check_train", "targets", "load_targets", "gold", "check",
+        missing = [m for m in ("read_labels", "prepare", "strata", "check_train", "targets", "load_targets", "gold", "check",
                                "valid_metrics", "calibrate", "loss", "run_info", "evaluate", "summary", "records",
                                "columns", "parity", "data_config", "doctor_split", "doctor_all")
                    if not callable(getattr(task, m, None))]

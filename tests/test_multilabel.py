@@ -18,7 +18,7 @@ MULTI = ["data.dataset=gold-headlines", "data.task=multilabel", f"data.label_col
 @pytest.fixture(scope="module")
 def ml_run(tmp_path_factory):
     from finpeft import train
-    return train(None, TINY + MULTI + ["train.lr=1e-4"], output=tmp_path_factory.mktemp("ml") / "full")
+    return train(None, TINY + MULTI + ["train.lr=3e-4", "train.epochs=5"], output=tmp_path_factory.mktemp("ml") / "full")
 
 
 def test_multilabel_data_reads_the_0_1_columns_as_label_sets():

@@ -276,17 +276,17 @@ def _drop_empty(raw: RawData, frames: dict, drop: bool, notes: list[str]) -> dic
 def load_labelled_rows(cfg) -> tuple[RawData, pd.DataFrame, list[str]]:
     """Every labelled row of a dataset, its labels read as its task reads them (no split): (raw, rows, labels)."""
     raw, task = _read(cfg)
-    frames, labels, _ = task.prepare(raw, dict(raw.frames), cfg, [])
+    frames, labels, _ = task.prepare(raw, task.read_labels(raw, raw.frames, cfg), cfg, [])
     return raw, pd.concat(frames.values(), ignore_index=True)[["text", "label"]], labels
 
 
 def _load_splits(cfg) -> DatasetSplits:
     raw, task = _read(cfg)
     notes: list[str] = []
-    frames = _drop_empty(raw, raw.frames, cfg.drop_empty, notes)
+    frames = _drop_empty(raw, task.read_labels(raw, raw.frames, cfg), cfg.drop_empty, notes)
     if "all" in frames and len(frames["all"]) < 10:
         raise FinpeftError(f"{raw.name}: too small to split ({len(frames['all'])} rows; need at least 10)")
-    frames, labels, label_names = task.prepare(raw, frames, cfg, notes)  # the task's labels in `label`
+    frames, labels, label_names = task.prepare(raw, frames, cfg, notes)  # the label set; checked targets
     train, valid, test = _split(frames, cfg, raw.name, notes, task.strata)
     task.check_train(train, raw.name)
     seed = cfg.split_seed

@@ -105,8 +105,10 @@ class Classification:
     summary_rows = 1  # how many of summary()'s lines finpeft.summarise shows (None: all)
 
     # data
+    def read_labels(self, raw, frames: dict, cfg) -> dict:
+        return normalise_frames(raw, cfg.label_map, frames)  # finpeft's label names (data.label_map, synonyms)
+
     def prepare(self, raw, frames: dict, cfg, notes: list[str]):
-        frames = normalise_frames(raw, cfg.label_map, frames)
         names = {} if raw.labels else user_label_names(raw, frames)
         labels = _label_set(raw.name, frames, cfg.labels or raw.labels)
         return frames, labels, {l: n for l, n in names.items() if l in labels and n != l}

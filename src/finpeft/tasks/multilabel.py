@@ -88,7 +88,8 @@ class Multilabel:
     summary_rows = 1  # how many of summary()'s lines finpeft.summarise shows (None: all)
 
     # data
-    def prepare(self, raw, frames: dict, cfg, notes: list[str]):
+    def read_labels(self, raw, frames: dict, cfg) -> dict:
+        """The 0/1 columns -> one label-set string per row in `label`."""
         columns = list(cfg.label_columns or [])
         if len(columns) < 2:
             raise FinpeftError(f"{raw.name}: data.task=multilabel needs data.label_columns naming two or more 0/1 "
@@ -106,7 +107,10 @@ class Multilabel:
                                    "a label column of data.task=multilabel holds 0/1 (or true/false)")
             on = cells.isin(["1", "1.0", "true", "yes"]).to_numpy()
             out[split] = f.assign(label=[JOIN.join(c for c, v in zip(columns, row) if v) for row in on])
-        return out, columns, {}
+        return out
+
+    def prepare(self, raw, frames: dict, cfg, notes: list[str]):
+        return frames, list(cfg.label_columns), {}
 
     def strata(self, labels: pd.Series):
         return _rare_to_first(labels)

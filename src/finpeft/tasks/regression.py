@@ -102,6 +102,9 @@ class Regression:
     summary_rows = None  # how many of summary()'s lines finpeft.summarise shows (None: all)
 
     # data
+    def read_labels(self, raw, frames: dict, cfg) -> dict:
+        return frames  # checked as numbers by prepare, once empty texts are dropped
+
     def prepare(self, raw, frames: dict, cfg, notes: list[str]):
         score_range = cfg.score_range or raw.score_range
         return ({s: checked_scores(f, raw.name, s, raw.label_column, score_range) for s, f in frames.items()},
