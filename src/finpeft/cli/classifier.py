@@ -265,15 +265,16 @@ def export(
                f"{info['quantize'] or 'fp32'}, opset {info['opset']})")
     p = info["parity"]
     if p:
-        acc = lambda a: "n/a" if a is None else f"{a:.4f}"  # noqa: E731
-        typer.echo(f"parity on {p['rows']} {p['dataset']} {p['split']} rows: agreement {p['agreement']:.4f} | "
-                   f"max |prob diff| {p['max_abs_prob_diff']:.2e} | accuracy torch {acc(p['torch_accuracy'])}, "
-                   f"onnx {acc(p['onnx_accuracy'])}")
+        names = {"max_abs_prob_diff": "max |prob diff|", "max_abs_score_diff": "max |score diff|"}
+        shown = " | ".join(f"{names.get(k, k.replace('_', ' '))} {'n/a' if v is None else f'{v:.4g}'}"
+                           for k, v in p.items() if k not in ("dataset", "split", "rows"))
+        typer.echo(f"parity on {p['rows']} {p['dataset']} {p['split']} rows: {shown}")
         typer.echo(_parity_verdict(p, info["quantize"]))
 
 
 def _parity_verdict(p: dict, quantize) -> str:
-    """What the parity numbers mean: the label and the accuracy are what count; int8 moves probabilities."""
+    """What the parity numbers mean: the label (or score band, or label set) and the accuracy are what count;
+    int8 moves probabilities."""
     drop = (p["torch_accuracy"] - p["onnx_accuracy"]) if p.get("torch_accuracy") is not None and \
         p.get("onnx_accuracy") is not None else 0.0
     if p["agreement"] >= 0.97 and drop <= 0.01:

@@ -93,6 +93,9 @@ class ModelConfig(_Strict):
     backbone: str = "minilm-l6"
     max_length: int = Field(128, ge=8, le=8192)
     trust_remote_code: bool = False  # never implicit
+    # how a text longer than max_length is cut: head (keep its start; headlines, short news) or head_tail (keep
+    # the first quarter and last three quarters of the budget; articles, filings - Sun et al. 2019)
+    truncation: Literal["head", "head_tail"] = "head"
     # A finished full fine-tune (run dir) or a recipe .yaml trained first: start from its weights, head included
     # (intermediate-task transfer). Same backbone and labels; see finpeft.training.prerequisite.
     init_from: str | None = None

@@ -27,6 +27,7 @@ class RunInfo(BaseModel):
     method: str
     backbone: str
     max_length: int = Field(ge=1)
+    truncation: str = "head"  # head or head_tail: how a longer text is cut (the saved tokenizer applies it)
     labels: list[str] = Field(default_factory=list)  # classes in output order; [] for regression / generation
     task: str = "classification"  # one of TASK_KINDS
     finpeft_version: str | None = None

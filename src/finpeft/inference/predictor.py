@@ -209,8 +209,9 @@ class Predictor:
             print(f"finpeft: {empty} row(s) with an empty text got no prediction (empty label and scores)",
                   file=sys.stderr)
         if cut:
-            from finpeft.data.batching import truncation_line
-            print(f"finpeft: {truncation_line(cut, n - done['rows'], longest, self.max_length, 'texts scored')}",
+            from finpeft.data.batching import truncation_line, truncation_of
+            how = truncation_of(self._text_tokenizer())
+            print(f"finpeft: {truncation_line(cut, n - done['rows'], longest, self.max_length, 'texts scored', how)}",
                   file=sys.stderr)
         return n
 

@@ -126,7 +126,10 @@ def cached_encode(encoder, tokenizer, model_path: str, texts: list[str], max_len
     """(features, hit). cache_dir None: encode without storing (the --no-cache path of a cached method)."""
     if cache_dir is None:
         return encode(encoder, tokenizer, texts, max_length, pooling, batch_size), False
-    path = Path(cache_dir) / f"{cache_key(model_path, texts, max_length, pooling)}-{pooling}.safetensors"
+    from finpeft.data.batching import truncation_of
+    how = truncation_of(tokenizer)  # head_tail features are other features: their own cache entries
+    key = cache_key(model_path, texts, max_length, pooling) + ("" if how == "head" else f"-{how}")
+    path = Path(cache_dir) / f"{key}-{pooling}.safetensors"
     if path.is_file():
         try:
             return load(path), True

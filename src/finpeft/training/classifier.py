@@ -161,6 +161,10 @@ def build(s: RunState, load_teacher) -> None:
     _say(f"{data.name}: train/valid/test = {s.sizes} | method {recipe.method.name} | backbone "
          f"{recipe.model.backbone} | {threads} threads x {_world()[1]} process(es) | working in {s.work}")
     s.tokenizer = AutoTokenizer.from_pretrained(s.model_path, trust_remote_code=recipe.model.trust_remote_code)
+    # how long texts are cut, kept in the saved tokenizer: predict, serve and ONNX cut them the same way
+    s.tokenizer.init_kwargs.pop("finpeft_truncation", None)  # (an init_from run's tokenizer may carry its own)
+    if recipe.model.truncation != "head":
+        s.tokenizer.init_kwargs["finpeft_truncation"] = recipe.model.truncation
     s.label_ids = s.task.targets(data)  # label -> model target (class id, standardised score, 0/1 vector)
     s.base_path = s.model_path
     if method.adapt_body is not None:  # e.g. setfit: the encoder is tuned on the training rows first
@@ -333,7 +337,8 @@ def save(s: RunState) -> None:
                 "backbone": recipe.model.backbone, "backbone_path": s.base_path, "labels": data.labels,
                 **({"init_from": str(s.init_run.resolve())} if s.init_run is not None else {}),
                 "label_names": data.label_names, **s.task_info,
-                "max_length": recipe.model.max_length, "trust_remote_code": recipe.model.trust_remote_code,
+                "max_length": recipe.model.max_length, "truncation": recipe.model.truncation,
+                "trust_remote_code": recipe.model.trust_remote_code,
                 "task": s.task.name, **s.task.run_info(s.label_ids)}
     write_run_info(work, run_info)
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
