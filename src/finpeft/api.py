@@ -239,6 +239,15 @@ def bench(grid, output=None, *, retry_failed: bool = False, publish=None, report
     return out
 
 
+def results(sources: Sequence[str | Path], output: str | Path = "docs/results.md", *,
+            command: str | None = None) -> Path:
+    """The headline page (most accurate and fastest model per dataset, with the commands and the published
+    anchors) from bench output dirs and/or the results.csv an earlier call wrote beside the page; returns it.
+    Example: `finpeft.results(["docs/results.csv", "runs/bench-leaderboard"], "docs/results.md")`."""
+    from finpeft.experiments.results import write_results
+    return write_results(list(sources), output, command)
+
+
 def tune(recipe=None, overrides: Sequence[str] | None = None, trials: int = 20, output=None, *,
          command: str | None = None, echo: Callable = print, storage: str | None = None,
          study_name: str | None = None) -> Path:
@@ -309,7 +318,7 @@ def llm_merge(run_dir, output, *, overwrite: bool = False) -> Path:
     return merge_run(run_dir, output, overwrite)
 
 
-__all__ = ["train", "load", "evaluate", "summarise", "predict_file", "predict_archive", "check_data", "catalog", "pretrain", "export", "serve", "ensemble", "bench", "tune", "ablate",
+__all__ = ["train", "load", "evaluate", "summarise", "predict_file", "predict_archive", "check_data", "catalog", "pretrain", "export", "serve", "ensemble", "bench", "tune", "ablate", "results",
            "llm_train", "llm_evaluate", "llm_predict", "llm_compare", "llm_merge"]
 
 

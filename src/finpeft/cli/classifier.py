@@ -92,6 +92,17 @@ def bench(
 
 
 @app.command()
+def results(
+    sources: List[Path] = typer.Argument(..., help="Bench output dirs and/or a results.csv written before."),
+    output: Path = typer.Option(Path("docs/results.md"), "--output", "-o", help="The page (results.csv beside it)."),
+):
+    """One page of headline results per dataset (most accurate, fastest, commands, published anchors)."""
+    from finpeft import api
+    out = api.results(sources, output)
+    typer.echo(f"results written to {out} and {out.with_suffix('.csv')}")
+
+
+@app.command()
 def tune(
     recipe: Optional[str] = typer.Argument(None, help="Recipe YAML with a search: section."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides for every trial."),

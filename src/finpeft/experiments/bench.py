@@ -114,7 +114,7 @@ def cells(grid: Grid) -> list[dict]:
                     # label with the backbone the cell really trains (a method entry may override it); the
                     # directory keeps the grid's name so finished cells are still found on resume
                     out.append({"dataset": ds, "method": m.name, "backbone": recipe.model.backbone, "seed": seed,
-                                "overrides": ov,
+                                "overrides": ov, "command": _train_command(grid, ov),
                                 "dir": Path(slug(dataset_name(ds))) / slug(m.name) / f"{slug(Path(bb).name)}-s{seed}"})
     seen = set()
     for c in out:  # two grid backbones under a method that sets its own would train one model twice
@@ -124,6 +124,14 @@ def cells(grid: Grid) -> list[dict]:
                                "backbone gives the same cell; list one backbone or drop the override")
         seen.add(key)
     return out
+
+
+def _train_command(grid: Grid, overrides: list[str]) -> str:
+    """The `finpeft train` line a cell runs, without its seed (one command for every seed of the cell)."""
+    import os
+    import shlex
+    recipe = [os.path.relpath(os.path.normpath(grid.recipe))] if grid.recipe else []
+    return shlex.join(["finpeft", "train", *recipe, *(o for o in overrides if not o.startswith("seed="))])
 
 
 def _llm_cells(ds: str, m: MethodEntry, seeds: list[int]) -> list[dict]:

@@ -17,7 +17,8 @@ BOARD = {m: h for name in TASKS for m, h in get_task(name).board}
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
 RMETRICS = tuple(m for m in BOARD if m not in METRICS)
 COLUMNS = ("dataset", "method", "backbone", "seed", "task", *BOARD, "trainable_params", "train_seconds", "epochs_run",
-           "peak_rss_mb", "peak_gpu_mb", "test_sentences_per_second", "status", "run_dir")
+           "peak_rss_mb", "peak_gpu_mb", "test_sentences_per_second", "status", "run_dir",
+           "command")  # command: the cell's `finpeft train ...` without its seed (docs/results.md shows it)
 
 
 def cell_metrics(run_dir: Path, cell: dict) -> dict:
@@ -33,7 +34,7 @@ def collect(out: Path, todo: list[dict], failed: dict) -> pd.DataFrame:
     rows = []
     for c in todo:
         run_dir, key = out / c["dir"], str(c["dir"])
-        row = {k: c[k] for k in ("dataset", "method", "backbone", "seed")}
+        row = {k: c[k] for k in ("dataset", "method", "backbone", "seed")} | {"command": c.get("command")}
         if (run_dir / "metrics.json").is_file():
             m = cell_metrics(run_dir, c)
             row.update({k: m.get(k) for k in COLUMNS if k in m and k not in row}, status="done", run_dir=str(run_dir))
