@@ -138,3 +138,20 @@ def test_a_run_remembers_its_label_map_for_evaluate(tmp_path, data_dir):
     df.assign(label="sideways").to_csv(tmp_path / "odd.csv", index=False)
     with pytest.raises(FinpeftError, match="sideways: negative"):  # the example names the user's own label
         evaluate(run, str(tmp_path / "odd.csv"))
+
+
+def test_evaluate_reports_in_the_runs_own_label_words(tmp_path, data_dir):
+    """A run trained on up/down/flat (mapped onto sentiment by data.label_map) reports, evaluates and predicts in
+    up/down/flat: one label vocabulary per run, the user's."""
+    from conftest import TINY
+    from finpeft import evaluate, load, train
+    df = pd.read_csv(data_dir / "financial_phrasebank/sentences_allagree.csv").sample(300, random_state=1)
+    df["label"] = df["label"].map({"positive": "up", "negative": "down", "neutral": "flat"})
+    df.to_csv(tmp_path / "desk.csv", index=False)
+    run = train(None, TINY + [f"data.dataset={tmp_path / 'desk.csv'}",
+                              "data.label_map={up: positive, down: negative, flat: neutral}"], output=tmp_path / "r")
+    out, _ = evaluate(run, str(tmp_path / "desk.csv"))
+    table = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
+    assert {"| up |", "| down |", "| flat |"} <= {line[:line.index(" |", 2) + 2] for line in table}, table
+    assert not any(line.startswith(("| positive |", "| negative |")) for line in table), table
+    assert sorted(load(run).display_labels) == ["down", "flat", "up"]

@@ -44,6 +44,7 @@ def evaluate_run(run_dir: str | Path, data_cfg, split: str = "test") -> tuple[Pa
         print(f"finpeft: {note}", file=sys.stderr)
     context = {"dataset": name, "split": split, "method": info["method"], "backbone": info["backbone"],
                "seed": _seed(run_dir), "data_source": source,
+               "label_names": info.get("label_names") or None,  # the run's own words for its classes, in reports
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     out = Path(run_dir) / "eval" / f"{name}-{split}"
     tmp = out.with_name(f".{out.name}.partial")
