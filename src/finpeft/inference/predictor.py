@@ -226,8 +226,8 @@ class Predictor:
             out = self._llm_chunk(chunk, texts, filled, task)
         else:  # the run's task names the columns it adds (label + p_* + score, score, labels + p_*)
             outputs = np.full((len(chunk), len(self.labels)), np.nan, dtype=np.float32)
-            if filled.any():
-                outputs[filled] = self.outputs(texts[filled].tolist())
+            if filled.any():  # class probabilities through predict_proba (the sklearn-like entry point)
+                outputs[filled] = (self.predict_proba if self.kind.classes else self.outputs)(texts[filled].tolist())
             out = chunk.assign(**self.kind.columns(outputs, filled, self, set(chunk.columns)))
         stats = {"empty": int((~filled).sum()), "truncated": 0, "longest": 0}
         tokenizer = self._text_tokenizer() if tokenizer is False else tokenizer
