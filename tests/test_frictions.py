@@ -123,16 +123,23 @@ def test_truncation_is_said_in_predict_file_and_evaluate(full_run, tmp_path, cap
     assert "2 of 22 wire texts are longer than max_length=128" in capfd.readouterr().err
 
 
-def test_a_run_remembers_its_label_map_for_evaluate(tmp_path, data_dir):
-    """Trained with data.label_map={up: positive, ...}: a file in the same format evaluates without a map."""
+def _updown_run(tmp_path, data_dir, rows: int, seed: int):
+    """(the desk.csv frame, a tiny run on it): FPB sentences labelled up/down/flat, data.label_map onto sentiment."""
     from conftest import TINY
-    from finpeft import evaluate, train
-    from finpeft.errors import FinpeftError
-    df = pd.read_csv(data_dir / "financial_phrasebank/sentences_allagree.csv").sample(400, random_state=0)
+    from finpeft import train
+    df = pd.read_csv(data_dir / "financial_phrasebank/sentences_allagree.csv").sample(rows, random_state=seed)
     df["label"] = df["label"].map({"positive": "up", "negative": "down", "neutral": "flat"})
     df.to_csv(tmp_path / "desk.csv", index=False)
     run = train(None, TINY + [f"data.dataset={tmp_path / 'desk.csv'}",
                               "data.label_map={up: positive, down: negative, flat: neutral}"], output=tmp_path / "r")
+    return df, run
+
+
+def test_a_run_remembers_its_label_map_for_evaluate(tmp_path, data_dir):
+    """Trained with data.label_map={up: positive, ...}: a file in the same format evaluates without a map."""
+    from finpeft import evaluate
+    from finpeft.errors import FinpeftError
+    df, run = _updown_run(tmp_path, data_dir, 400, 0)
     _, m = evaluate(run, str(tmp_path / "desk.csv"))
     assert m["n"] == 400
     df.assign(label="sideways").to_csv(tmp_path / "odd.csv", index=False)
@@ -143,13 +150,8 @@ def test_a_run_remembers_its_label_map_for_evaluate(tmp_path, data_dir):
 def test_evaluate_reports_in_the_runs_own_label_words(tmp_path, data_dir):
     """A run trained on up/down/flat (mapped onto sentiment by data.label_map) reports, evaluates and predicts in
     up/down/flat: one label vocabulary per run, the user's."""
-    from conftest import TINY
-    from finpeft import evaluate, load, train
-    df = pd.read_csv(data_dir / "financial_phrasebank/sentences_allagree.csv").sample(300, random_state=1)
-    df["label"] = df["label"].map({"positive": "up", "negative": "down", "neutral": "flat"})
-    df.to_csv(tmp_path / "desk.csv", index=False)
-    run = train(None, TINY + [f"data.dataset={tmp_path / 'desk.csv'}",
-                              "data.label_map={up: positive, down: negative, flat: neutral}"], output=tmp_path / "r")
+    from finpeft import evaluate, load
+    _, run = _updown_run(tmp_path, data_dir, 300, 1)
     out, _ = evaluate(run, str(tmp_path / "desk.csv"))
     table = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
     assert {"| up |", "| down |", "| flat |"} <= {line[:line.index(" |", 2) + 2] for line in table}, table

@@ -11,13 +11,17 @@ import tempfile
 from pathlib import Path
 
 from finpeft.errors import FinpeftError
-from finpeft.tasks import TASKS, get_task
 
 _BASE = ["date", "run_dir", "dataset", "split", "method", "backbone", "seed", "accuracy", "macro_f1",
          "weighted_f1", "ece", "train_seconds", "train_samples_per_second", "trainable_params", "task"]
-# then every other task's metrics (finpeft.tasks: Task.metric_columns), in registry order: mse, r2, pearson
-# (regression), micro_f1, subset_accuracy (multilabel); an older file gains the new columns when next written
-RESULT_FIELDS = _BASE + list(dict.fromkeys(c for name in TASKS for c in get_task(name).metric_columns if c not in _BASE))
+
+
+def result_fields() -> list[str]:
+    """_BASE, then every other task's metrics (finpeft.tasks: Task.metric_columns) in registry order: mse, r2,
+    pearson (regression), micro_f1, subset_accuracy (multilabel); an older file gains new columns when next
+    written. A function, so importing this module does not import every task (and sklearn)."""
+    from finpeft.tasks import TASKS, get_task
+    return _BASE + list(dict.fromkeys(c for name in TASKS for c in get_task(name).metric_columns if c not in _BASE))
 
 
 def partial_dir(output: Path) -> Path:
@@ -107,8 +111,9 @@ def append_result(csv_path: Path, row: dict) -> None:
     with FileLock(str(csv_path.with_name(f".{csv_path.name}.lock"))):
         old = csv_path.read_text(encoding="utf-8") if csv_path.exists() else ""
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=RESULT_FIELDS, extrasaction="ignore")
-        if not old or old.splitlines()[0] != ",".join(RESULT_FIELDS):
+        fields = result_fields()
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        if not old or old.splitlines()[0] != ",".join(fields):
             writer.writeheader()  # a file written before the newest columns: rewritten under the new header
             writer.writerows(csv.DictReader(io.StringIO(old)))
         else:
