@@ -107,12 +107,17 @@ def test_multilabel_run_serves_and_exports(ml_run, tmp_path):
     assert finpeft.load(out).predict(texts)[0]["labels"] == finpeft.load(ml_run).predict(texts)[0]["labels"]
 
 
-@pytest.mark.parametrize("method", ["lora", "head"])
+EXTRA = {"lora": ["method=lora", "train.lr=1e-3"], "head": ["method=head", "train.lr=1e-2", "train.epochs=10"],
+         "mamba-adapter": ["method=mamba-adapter", "train.epochs=10"]}
+
+
+@pytest.mark.parametrize("method", list(EXTRA))
 def test_multilabel_with_lora_and_a_frozen_head(tmp_path, method):
     from finpeft import train
-    extra = ["method=lora", "train.lr=1e-3"] if method == "lora" else ["method=head", "train.lr=1e-2", "train.epochs=10"]
-    run = train(None, TINY + MULTI + extra, output=tmp_path / method)
+    run = train(None, TINY + MULTI + EXTRA[method], output=tmp_path / method)
     m = json.loads((run / "metrics.json").read_text())
     assert m["micro_f1"] > m["baseline"]["micro_f1"], m
+    if method == "mamba-adapter":  # a head over cached states: its inspection maps the label sets too
+        assert (run / "tsne.png").is_file() and (run / "gate_weights.json").is_file()
     import finpeft
     assert set(finpeft.load(run).predict(["Gold prices rise"])[0]) == {"labels", "probabilities"}

@@ -55,7 +55,8 @@ def plot_tsne(rep: np.ndarray, y: np.ndarray, labels: list[str], path: Path, tit
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 4.2))
     for k, label in enumerate(labels):
-        sel = y[idx] == k
+        # y: class ids (n,), or a multi-hot (n, L) label-set matrix where a point belongs to each label it has
+        sel = y[idx] == k if y.ndim == 1 else y[idx, k] > 0.5
         ax.scatter(xy[sel, 0], xy[sel, 1], s=6, alpha=0.7, label=f"{label} ({sel.sum()})")
     ax.set_xticks([])
     ax.set_yticks([])
