@@ -65,7 +65,10 @@ def render(s: pd.DataFrame, command: str) -> str:
              f"The headline result per dataset, built by `{command}` ({date.today().isoformat()}) from bench outputs "
              "(do not edit by hand). Test split of each dataset, mean ± std over the seeds; train seconds on the "
              "machine the grid ran on (the 2-core CPU unless its row in [benchmarks.md](benchmarks.md) says "
-             "otherwise). The lab notebook with every experiment: [benchmarks.md](benchmarks.md).", "",
+             "otherwise; the cell's command says its threads). Train seconds are the training itself: a method over "
+             "the frozen encoder's cached states (mamba-adapter and the other frozen heads) also pays, once per "
+             "dataset and backbone, the encoding of the texts into the feature cache. The lab notebook with every "
+             "experiment: [benchmarks.md](benchmarks.md).", "",
              "| dataset | task | metric | most accurate | | train s | fastest to train | | train s | published |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     details = []
@@ -80,7 +83,7 @@ def render(s: pd.DataFrame, command: str) -> str:
         lines.append(f"| {ds} | {kind.name} | {BOARD[metric]} | {_model(best)} | {_cell(best, metric)} | "
                      f"{best.train_seconds:.0f} | {_model(fast)} | {_cell(fast, metric)} | {fast.train_seconds:.0f} | "
                      f"{anchors} |")
-        details += [f"## {ds}", "", f"{len(part)} set-ups compared ({', '.join(sorted(set(part.source)))}); "
+        details += [f"## {ds}", "", f"{len(part)} set-up{'s' if len(part) > 1 else ''} compared ({', '.join(sorted(set(part.source)))}); "
                     f"the most accurate, then the fastest:", ""]
         for r in ([best] if best.equals(fast) else [best, fast]):
             details.append(f"- {_model(r)}: {BOARD[metric]} {_cell(r, metric)} over {int(r.seeds)} seed(s), "
