@@ -216,3 +216,19 @@ def test_frozen_head_over_an_init_from_encoder_reloads_that_encoder(full_run, tm
     m = json.loads((run / "metrics.json").read_text())
     _, again = evaluate(run)
     assert again["accuracy"] == pytest.approx(m["accuracy"], abs=1e-9) and m["accuracy"] > 0.7, (m["accuracy"], again)
+
+
+def test_curve_continuing_a_run_of_the_same_classes_lets_it_rank_the_first_round(full_run, tmp_path):
+    """As `label suggest --run RUN` would: the run the curve continues picks the first rows, among its 10N least
+    certain (margin-kmeans; slack for the rows de-duplication drops), where the k-means cold start would not."""
+    from finpeft import label_curve
+    from finpeft.experiments.curve import _splits
+    from finpeft.inference.predictor import Predictor
+    out = label_curve("fpb-allagree", tmp_path / "c", methods=["frozen-head"], strategies=["auto"], sizes=[8],
+                      seeds=[42], pool_size=300, overrides=["data.max_eval_samples=60", f"model.init_from={full_run}"])
+    first = json.loads(next((out / "tracks").glob("*/round-8.json")).read_text())
+    assert first["ranked_by"] == str(full_run)
+    pool = _splits("fpb-allagree", 300, 42)[0]
+    probs = np.sort(Predictor(full_run).predict_proba(pool["text"].tolist()), axis=1)
+    rank = (probs[:, -1] - probs[:, -2]).argsort().argsort()  # 0 = the least certain row of the pool
+    assert rank[first["ids"]].max() < 12 * 8, sorted(rank[first["ids"]])

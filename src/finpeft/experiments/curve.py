@@ -3,7 +3,8 @@ of labels, per strategy x method x backbone x seed.
 
 The dataset's train rows are the pool with their labels hidden; each round the strategy picks rows
 (`label suggest`'s code: the previous round's model ranks the pool; the first round has no model, so a
-model-based strategy starts with its cold start), their labels are "revealed", the method trains on every
+model-based strategy starts with its cold start - unless the curve continues a finished run of the same classes,
+model.init_from=RUN, which then ranks the first round), their labels are "revealed", the method trains on every
 label so far (no valid split is cut from them: data.few_labels) and is scored on the dataset's valid split
 (where strategies and methods are chosen) and its test split (what is reported).
 Each finished round is saved (round-N.json); re-running the command resumes where it stopped.
@@ -130,6 +131,18 @@ def learning_curve(dataset: str, output, *, methods=("frozen-head", "setfit"), b
     return write_curve(pd.DataFrame(rows), out)
 
 
+def _start_run(overrides: list[str], labels: list[str]) -> Path | None:
+    """The finished run the curve continues (model.init_from=RUN) when its classes are the dataset's: it ranks
+    the first round, as `label suggest --run RUN` does for a user who starts from it (a run of another taxonomy
+    only lends its encoder, so the first round keeps the k-means cold start)."""
+    from finpeft.core.runinfo import read_run_info
+    runs = [o.split("=", 1)[1] for o in overrides if o.startswith("model.init_from=")]
+    if not runs or not Path(runs[-1], "run.json").is_file():
+        return None
+    info = read_run_info(Path(runs[-1]))
+    return Path(runs[-1]) if sorted(info.get("labels") or []) == labels else None
+
+
 def _track(train_fn, pool, out, name, backbone, method, strategy, seed, sizes, overrides, say) -> list[dict]:
     from finpeft.core.runs import write_atomic
     track = out / "tracks" / re.sub(r"[^\w.=-]+", "_", f"{backbone}-{method}-{strategy}-s{seed}")
@@ -137,6 +150,7 @@ def _track(train_fn, pool, out, name, backbone, method, strategy, seed, sizes, o
     done = _track_rounds(track)
     have: list[int] = []
     prev = None
+    start = _start_run(overrides, sorted(set(pool["label"])))
     rows = []
     for size in sizes:
         if size in done:
@@ -144,11 +158,12 @@ def _track(train_fn, pool, out, name, backbone, method, strategy, seed, sizes, o
             prev = track / f"run-n{size}"
         else:
             t0 = time.perf_counter()
-            have = have + _next_ids(pool, have, size - len(have), strategy, seed,
-                                    prev if prev is not None and prev.is_dir() else None, backbone)
+            ranker = prev if prev is not None and prev.is_dir() else (start if prev is None else None)
+            have = have + _next_ids(pool, have, size - len(have), strategy, seed, ranker, backbone)
             select_seconds = time.perf_counter() - t0
             metrics = _run_round(train_fn, pool, have, out / "data", track, size, method, backbone, seed, overrides)
-            done[size] = {"labels": size, "ids": have, "select_seconds": round(select_seconds, 2), **metrics}
+            done[size] = {"labels": size, "ids": have, "select_seconds": round(select_seconds, 2),
+                          "ranked_by": None if ranker is None or strategy == "random" else str(ranker), **metrics}
             write_atomic(track / f"round-{size}.json", json.dumps(done[size]))
             if prev is not None:
                 shutil.rmtree(prev, ignore_errors=True)  # the next round needs only the latest model
