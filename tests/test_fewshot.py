@@ -205,6 +205,12 @@ def test_curve_runs_and_resumes(tmp_path, data_dir):
     label_curve("fpb-allagree", tmp_path / "c", **kw)  # resumes: nothing retrained
     assert [r.stat().st_mtime_ns for r in rounds] == stamp
     assert pd.read_csv(out / "curve.csv").equals(curve)
+    from finpeft.errors import FinpeftError
+    with pytest.raises(FinpeftError, match="another pool"):  # its rounds are row positions in that pool
+        label_curve("fpb-allagree", tmp_path / "c", **{**kw, "pool_size": 299})
+    # another seed list first draws the same pool (the pool check would refuse another): seeds run apart pair up
+    label_curve("fpb-allagree", tmp_path / "c", **{**kw, "seeds": [43, 42], "strategies": ["random"], "sizes": [8]})
+    assert (out / "tracks" / "minilm-l6-frozen-head-random-s43" / "round-8.json").is_file()
 
 
 def test_frozen_head_over_an_init_from_encoder_reloads_that_encoder(full_run, tmp_path):
@@ -218,17 +224,19 @@ def test_frozen_head_over_an_init_from_encoder_reloads_that_encoder(full_run, tm
     assert again["accuracy"] == pytest.approx(m["accuracy"], abs=1e-9) and m["accuracy"] > 0.7, (m["accuracy"], again)
 
 
-def test_curve_continuing_a_run_of_the_same_classes_lets_it_rank_the_first_round(full_run, tmp_path):
+def test_curve_start_ranks_lets_the_continued_run_pick_the_first_round(full_run, tmp_path):
     """As `label suggest --run RUN` would: the run the curve continues picks the first rows, among its 10N least
     certain (margin-kmeans; slack for the rows de-duplication drops), where the k-means cold start would not."""
     from finpeft import label_curve
     from finpeft.experiments.curve import _splits
     from finpeft.inference.predictor import Predictor
     out = label_curve("fpb-allagree", tmp_path / "c", methods=["frozen-head"], strategies=["auto"], sizes=[8],
-                      seeds=[42], pool_size=300, overrides=["data.max_eval_samples=60", f"model.init_from={full_run}"])
-    first = json.loads(next((out / "tracks").glob("*/round-8.json")).read_text())
+                      seeds=[42], pool_size=300, overrides=["data.max_eval_samples=60", f"model.init_from={full_run}"],
+                      start_ranks=True)
+    first = json.loads((out / "tracks" / "minilm-l6-frozen-head-auto+init-first-s42" / "round-8.json").read_text())
+    assert set(pd.read_csv(out / "curve.csv")["strategy"]) == {"auto+init-first"}
     assert first["ranked_by"] == str(full_run)
-    pool = _splits("fpb-allagree", 300, 42)[0]
+    pool = _splits("fpb-allagree", 300)[0]
     probs = np.sort(Predictor(full_run).predict_proba(pool["text"].tolist()), axis=1)
     rank = (probs[:, -1] - probs[:, -2]).argsort().argsort()  # 0 = the least certain row of the pool
     assert rank[first["ids"]].max() < 12 * 8, sorted(rank[first["ids"]])

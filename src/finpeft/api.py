@@ -341,13 +341,16 @@ def label_merge(labelled, into, output=None, *, text_column: str = "text", label
 
 def label_curve(dataset: str, output, *, methods=("frozen-head", "setfit"), backbones=("minilm-l6",),
                 strategies=("random", "auto"), sizes=(16, 32, 64, 128, 256), seeds=(42, 43, 44), overrides=(),
-                pool_size: int | None = None) -> Path:
+                pool_size: int | None = None, start_ranks: bool = False) -> Path:
     """Simulated labelling loop over a labelled dataset: accuracy against the number of labels per method x
     strategy x backbone x seed; writes curve.csv / curve.md / curve.png in `output`; re-running resumes.
+    `start_ranks`: a run continued through model.init_from whose classes are the dataset's ranks the first round
+    (strategy shown as e.g. "auto+init-first"), instead of the k-means cold start.
     Example: `finpeft.label_curve("fpb", "runs/curve-fpb", sizes=[16, 64, 256])`."""
     from finpeft.experiments.curve import learning_curve
     return learning_curve(dataset, output, methods=methods, backbones=backbones, strategies=strategies, sizes=sizes,
-                          seeds=seeds, overrides=overrides, pool_size=pool_size, train_fn=train)
+                          seeds=seeds, overrides=overrides, pool_size=pool_size, start_ranks=start_ranks,
+                          train_fn=train)
 
 
 def label_issues(dataset: str, output, *, backbones=("minilm-l6",), folds: int = 5, seed: int = 42,

@@ -62,12 +62,14 @@ def curve(
     sizes: str = typer.Option("16,32,64,128,256", "--sizes", help="Label counts, one round each."),
     seeds: str = typer.Option("42,43,44", "--seeds"),
     pool_size: Optional[int] = typer.Option(None, "--pool-size", help="Subsample the pool (cheaper rounds)."),
+    start_ranks: bool = typer.Option(False, "--start-ranks", help="The run continued (model.init_from, same "
+                                     "classes) ranks the first round, as `label suggest --run`; default: k-means."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value train overrides for every run."),
 ):
     """Accuracy against labels: a simulated labelling loop (curve.csv, curve.md, curve.png)."""
     from finpeft import api
     out = api.label_curve(dataset, output, methods=_csv(methods), backbones=_csv(backbones),
                           strategies=_csv(strategies), sizes=_csv(sizes, int), seeds=_csv(seeds, int),
-                          overrides=list(overrides or []), pool_size=pool_size)
+                          overrides=list(overrides or []), pool_size=pool_size, start_ranks=start_ranks)
     typer.echo((out / "curve.md").read_text(encoding="utf-8"))
     typer.echo(f"curve written to {out} (curve.csv, curve.md, curve.png)")

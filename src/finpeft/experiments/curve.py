@@ -3,8 +3,8 @@ of labels, per strategy x method x backbone x seed.
 
 The dataset's train rows are the pool with their labels hidden; each round the strategy picks rows
 (`label suggest`'s code: the previous round's model ranks the pool; the first round has no model, so a
-model-based strategy starts with its cold start - unless the curve continues a finished run of the same classes,
-model.init_from=RUN, which then ranks the first round), their labels are "revealed", the method trains on every
+model-based strategy starts with its cold start; with `start_ranks` a continued run of the dataset's classes,
+model.init_from=RUN, ranks the first round instead, as `label suggest --run RUN`), their labels are "revealed", the method trains on every
 label so far (no valid split is cut from them: data.few_labels) and is scored on the dataset's valid split
 (where strategies and methods are chosen) and its test split (what is reported).
 Each finished round is saved (round-N.json); re-running the command resumes where it stopped.
@@ -38,15 +38,34 @@ def method_overrides(spec: str) -> list[str]:
     return METHODS[name] + extra
 
 
-def _splits(dataset: str, pool_size: int | None, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
-    """(pool = the train split, valid, test, name): choices are made on valid, test is reported."""
+def _splits(dataset: str, pool_size: int | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+    """(pool = the train split, valid, test, name): choices are made on valid, test is reported. A subsampled
+    pool is drawn with the dataset's split seed, never the run seeds: the same pool for every --seeds list, so
+    seeds run apart (or resumed) stay paired."""
     from finpeft.core.recipe import load_recipe
     from finpeft.data import load_dataset_splits
-    data = load_dataset_splits(load_recipe(None, [f"data.dataset={dataset}", "data.few_labels=0"]).data)
+    cfg = load_recipe(None, [f"data.dataset={dataset}", "data.few_labels=0"]).data
+    data = load_dataset_splits(cfg)
     pool = data.train
     if pool_size and pool_size < len(pool):
-        pool = pool.sample(n=pool_size, random_state=seed)
+        pool = pool.sample(n=pool_size, random_state=cfg.split_seed)
     return pool.reset_index(drop=True), data.valid, data.test, data.name
+
+
+def _check_pool(pool: pd.DataFrame, out: Path) -> None:
+    """A curve dir belongs to one pool: its rounds hold row positions in it. Resuming with another pool (another
+    --pool-size, a changed file) would silently label other rows, so it is refused."""
+    import hashlib
+    from finpeft.core.runs import write_atomic
+    digest = hashlib.sha256("\x00".join(pool["text"]).encode()).hexdigest()[:16]
+    stamp = out / "data" / "pool.json"
+    if stamp.is_file():
+        had = json.loads(stamp.read_text(encoding="utf-8"))
+        if had["sha256"] != digest:
+            raise FinpeftError(f"{out}: this curve was made with another pool ({had['rows']} rows, {had['sha256']}); "
+                               f"now {len(pool)} rows ({digest}): use the same --pool-size, or a new output dir")
+    else:
+        write_atomic(stamp, json.dumps({"rows": len(pool), "sha256": digest}))
 
 
 def _track_rounds(track: Path) -> dict[int, dict]:
@@ -104,37 +123,41 @@ def _valid_scores(run: Path, valid_csv: Path) -> dict:
 
 def learning_curve(dataset: str, output, *, methods=("frozen-head", "setfit"), backbones=("minilm-l6",),
                    strategies=("random", "auto"), sizes=(16, 32, 64, 128, 256), seeds=(42, 43, 44),
-                   overrides=(), pool_size: int | None = None, train_fn=None, say=print) -> Path:
+                   overrides=(), pool_size: int | None = None, start_ranks: bool = False, train_fn=None,
+                   say=print) -> Path:
     """Run (or resume) the curves; returns the output dir (curve.csv, curve.md, curve.png)."""
     for m in methods:
         method_overrides(m)
     sizes = sorted(set(int(s) for s in sizes))
     if not sizes or sizes[0] < 2:
         raise FinpeftError("--sizes: label counts of at least 2")
+    from finpeft.core.runs import write_atomic
     from finpeft.experiments.selection import resolve
     for s in strategies:
         resolve(s, True)
     out = Path(output)
-    pool, valid, test, name = _splits(dataset, pool_size, seeds[0])
+    pool, valid, test, name = _splits(dataset, pool_size)
     if sizes[-1] > len(pool):
         raise FinpeftError(f"{name}: {sizes[-1]} labels asked for, the pool has {len(pool)} rows")
     (out / "data").mkdir(parents=True, exist_ok=True)
-    test.to_csv(out / "data" / "test.csv", index=False)
-    valid.to_csv(out / "data" / "valid.csv", index=False)
+    _check_pool(pool, out)
+    for frame, f in ((test, "test.csv"), (valid, "valid.csv")):  # atomic: a second invocation (other seeds)
+        write_atomic(out / "data" / f, frame.to_csv(index=False))  # may be copying them
     rows = []
     for backbone in backbones:
         for method in methods:
             for strategy in strategies:
                 for seed in seeds:
                     rows += _track(train_fn, pool, out, name, backbone, method, strategy, seed, sizes,
-                                   list(overrides), say)
+                                   list(overrides), say, start_ranks)
     return write_curve(pd.DataFrame(rows), out)
 
 
 def _start_run(overrides: list[str], labels: list[str]) -> Path | None:
-    """The finished run the curve continues (model.init_from=RUN) when its classes are the dataset's: it ranks
-    the first round, as `label suggest --run RUN` does for a user who starts from it (a run of another taxonomy
-    only lends its encoder, so the first round keeps the k-means cold start)."""
+    """The finished run the curve continues (model.init_from=RUN) when its classes are the dataset's: with
+    start_ranks it ranks the first round, as `label suggest --run RUN` does for a user who starts from it (a run
+    of another taxonomy only lends its encoder, so the first round keeps the k-means cold start). Off by
+    default: on TFNS from an FPB run (docs/benchmarks.md) it picked worse first rows than the cold start."""
     from finpeft.core.runinfo import read_run_info
     runs = [o.split("=", 1)[1] for o in overrides if o.startswith("model.init_from=")]
     if not runs or not Path(runs[-1], "run.json").is_file():
@@ -143,14 +166,16 @@ def _start_run(overrides: list[str], labels: list[str]) -> Path | None:
     return Path(runs[-1]) if sorted(info.get("labels") or []) == labels else None
 
 
-def _track(train_fn, pool, out, name, backbone, method, strategy, seed, sizes, overrides, say) -> list[dict]:
+def _track(train_fn, pool, out, name, backbone, method, strategy, seed, sizes, overrides, say,
+           start_ranks=False) -> list[dict]:
     from finpeft.core.runs import write_atomic
-    track = out / "tracks" / re.sub(r"[^\w.=-]+", "_", f"{backbone}-{method}-{strategy}-s{seed}")
+    start = _start_run(overrides, sorted(set(pool["label"]))) if start_ranks and strategy != "random" else None
+    label = strategy if start is None else f"{strategy}+init-first"  # a track (and row) of its own
+    track = out / "tracks" / re.sub(r"[^\w.=+-]+", "_", f"{backbone}-{method}-{label}-s{seed}")
     track.mkdir(parents=True, exist_ok=True)
     done = _track_rounds(track)
     have: list[int] = []
     prev = None
-    start = _start_run(overrides, sorted(set(pool["label"])))
     rows = []
     for size in sizes:
         if size in done:
@@ -168,11 +193,11 @@ def _track(train_fn, pool, out, name, backbone, method, strategy, seed, sizes, o
             if prev is not None:
                 shutil.rmtree(prev, ignore_errors=True)  # the next round needs only the latest model
             prev = track / f"run-n{size}"
-            say(f"[curve] {name} {backbone} {method} {strategy} seed {seed}: {size} labels -> accuracy "
+            say(f"[curve] {name} {backbone} {method} {label} seed {seed}: {size} labels -> accuracy "
                 f"{metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} ({metrics['train_seconds']:.0f}s "
                 f"train, {select_seconds:.0f}s choosing)")
         r = done[size]
-        rows.append({"dataset": name, "backbone": backbone, "method": method, "strategy": strategy, "seed": seed,
+        rows.append({"dataset": name, "backbone": backbone, "method": method, "strategy": label, "seed": seed,
                      "labels": size, **{k: r[k] for k in ("valid_accuracy", "valid_macro_f1", "accuracy", "macro_f1",
                                                        "train_seconds", "select_seconds")}})
     return rows
