@@ -29,15 +29,24 @@ HEAVY_CALLS = ("train(", "TINY", "DATA_DIR", "data_dir", "bench(", "tune(", "abl
                "corpus_texts(")
 
 
-def _is_slow(item) -> bool:
+def _heavy_source(func) -> bool:
     import inspect
-    if item.get_closest_marker("slow") or HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
-        return True
     try:
-        body = inspect.getsource(item.function)
+        body = inspect.getsource(func)
     except (OSError, TypeError):
         return True
     return any(call in body for call in HEAVY_CALLS)
+
+
+def _is_slow(item) -> bool:
+    if item.get_closest_marker("slow") or HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    # a fixture of a test module (e.g. one that trains a run) is heavy by the same rule as a test body
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}) or {}
+    if any(_heavy_source(d.func) for name, ds in defs.items() if name not in ("tmp_path", "tmp_path_factory")
+           for d in ds if getattr(d, "baseid", "") not in ("",)):
+        return True
+    return _heavy_source(item.function)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
