@@ -4,9 +4,10 @@ of labels, per strategy x method x backbone x seed.
 The dataset's train rows are the pool with their labels hidden; each round the strategy picks rows
 (`label suggest`'s code: the previous round's model ranks the pool; the first round has no model, so a
 model-based strategy starts with its cold start; with `start_ranks` a continued run of the dataset's classes,
-model.init_from=RUN, ranks the first round instead, as `label suggest --run RUN`), their labels are "revealed", the method trains on every
-label so far (no valid split is cut from them: data.few_labels) and is scored on the dataset's valid split
-(where strategies and methods are chosen) and its test split (what is reported).
+model.init_from=RUN, ranks the first round instead, as `label suggest --run RUN`), their labels are
+"revealed", the method trains on every label so far (no valid split is cut from them: data.few_labels) and is
+scored on the dataset's valid split (where strategies and methods are chosen) and its test split (what is
+reported).
 Each finished round is saved (round-N.json); re-running the command resumes where it stopped.
 Writes curve.csv (one row per run), curve.md (mean ± std over seeds) and curve.png (mean and a ±1 std band).
 """
