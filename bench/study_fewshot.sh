@@ -60,5 +60,5 @@ finpeft label curve tfns -o runs/curve-tfns-mpnet-fpbinit-lr2 --backbones mpnet-
 finpeft label curve tfns -o runs/curve-tfns-mpnet-fpbinit-pool --backbones mpnet-base --methods full \
   --strategies auto --sizes 64,256 model.init_from=runs/fpb-mpnet-1ep-s42 train.precision=bf16
 finpeft label curve tfns -o runs/curve-tfns-mpnet-fpbinit-ranked --backbones mpnet-base --methods full \
-  --strategies auto --sizes 64,256 --pool-size 4000 --start-ranks \
+  --strategies auto --sizes 64,256,512 --pool-size 4000 --start-ranks \
   model.init_from=runs/fpb-mpnet-1ep-s42 train.precision=bf16
