@@ -43,8 +43,7 @@ def _is_slow(item) -> bool:
         return True
     # a fixture of a test module (e.g. one that trains a run) is heavy by the same rule as a test body
     defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}) or {}
-    if any(_heavy_source(d.func) for name, ds in defs.items() if name not in ("tmp_path", "tmp_path_factory")
-           for d in ds if getattr(d, "baseid", "") not in ("",)):
+    if any(_heavy_source(d.func) for ds in defs.values() for d in ds if d.baseid):  # baseid "": pytest's own
         return True
     return _heavy_source(item.function)
 
